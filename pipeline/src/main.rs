@@ -1,0 +1,43 @@
+//! The `opsloop` command line.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// opsloop keeps the databases behind AI/ML products healthy: telemetry in through Kafka,
+/// windowed SQL detectors, incidents, governed remediation.
+#[derive(Debug, Parser)]
+#[command(name = "opsloop", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the embedded demo: no broker needed.
+    Demo(commands::demo::DemoArgs),
+    /// Print or export the Avro schemas of the topic contract.
+    Schemas(commands::schemas::SchemasArgs),
+    /// Show or create the contract's Kafka topics.
+    Topics(commands::topics::TopicsArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("OPSLOOP_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo(args) => commands::demo::run(args),
+        Command::Schemas(args) => commands::schemas::run(args),
+        Command::Topics(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(commands::topics::run(args))
+        }
+    }
+}

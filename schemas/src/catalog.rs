@@ -1,0 +1,160 @@
+//! The record kinds of the contract, their embedded `.avsc` text and parsed schemas.
+
+use std::sync::{Arc, LazyLock};
+
+use serde::{Serialize, de::DeserializeOwned};
+use serde_avro_fast::Schema;
+
+use crate::{ops, telemetry};
+
+/// Every record kind of the topic contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordKind {
+    MetricBatch,
+    LogRecord,
+    Span,
+    GpuSample,
+    FeatureSample,
+    Alert,
+    Incident,
+    RemediationEvent,
+    Approval,
+    ActionOutcome,
+    DeadLetter,
+}
+
+/// A Rust type that is the in-memory form of one [`RecordKind`].
+pub trait AvroRecord: Serialize + DeserializeOwned {
+    const KIND: RecordKind;
+}
+
+macro_rules! record_kinds {
+    ($($kind:ident => $ty:ty, $file:literal, $namespace:literal, $id:literal;)*) => {
+        impl RecordKind {
+            /// All kinds, in contract order.
+            pub const ALL: &'static [RecordKind] = &[$(RecordKind::$kind),*];
+
+            /// The Avro record name without namespace, e.g. `MetricBatch`.
+            pub fn name(self) -> &'static str {
+                match self { $(RecordKind::$kind => stringify!($kind)),* }
+            }
+
+            /// The Avro full name, e.g. `io.opsloop.telemetry.MetricBatch`.
+            pub fn full_name(self) -> &'static str {
+                match self { $(RecordKind::$kind => concat!($namespace, ".", stringify!($kind))),* }
+            }
+
+            /// File name of the schema under `schemas/avro/`.
+            pub fn file_name(self) -> &'static str {
+                match self { $(RecordKind::$kind => $file),* }
+            }
+
+            /// The `.avsc` text of the current schema version.
+            pub fn avsc(self) -> &'static str {
+                match self { $(RecordKind::$kind => include_str!(concat!("../avro/", $file))),* }
+            }
+
+            /// Schema id of the current version in the built-in registry.
+            pub fn builtin_schema_id(self) -> u32 {
+                match self { $(RecordKind::$kind => $id),* }
+            }
+        }
+
+        $(impl AvroRecord for $ty { const KIND: RecordKind = RecordKind::$kind; })*
+    };
+}
+
+record_kinds! {
+    MetricBatch => telemetry::MetricBatch, "metric_batch.avsc", "io.opsloop.telemetry", 1;
+    LogRecord => telemetry::LogRecord, "log_record.avsc", "io.opsloop.telemetry", 2;
+    Span => telemetry::Span, "span.avsc", "io.opsloop.telemetry", 3;
+    GpuSample => telemetry::GpuSample, "gpu_sample.avsc", "io.opsloop.telemetry", 4;
+    FeatureSample => telemetry::FeatureSample, "feature_sample.avsc", "io.opsloop.telemetry", 5;
+    Alert => ops::Alert, "alert.avsc", "io.opsloop.ops", 6;
+    Incident => ops::Incident, "incident.avsc", "io.opsloop.ops", 7;
+    RemediationEvent => ops::RemediationEvent, "remediation.avsc", "io.opsloop.ops", 8;
+    Approval => ops::Approval, "approval.avsc", "io.opsloop.ops", 9;
+    ActionOutcome => ops::ActionOutcome, "action_outcome.avsc", "io.opsloop.ops", 10;
+    DeadLetter => ops::DeadLetter, "dead_letter.avsc", "io.opsloop.ops", 11;
+}
+
+static CURRENT_SCHEMAS: LazyLock<Vec<Arc<Schema>>> = LazyLock::new(|| {
+    RecordKind::ALL
+        .iter()
+        .map(|kind| {
+            Arc::new(
+                kind.avsc()
+                    .parse()
+                    .expect("embedded schemas are valid Avro; every one is parsed by a unit test"),
+            )
+        })
+        .collect()
+});
+
+impl RecordKind {
+    /// The parsed current schema of this kind.
+    pub fn schema(self) -> &'static Schema {
+        &CURRENT_SCHEMAS[self as usize]
+    }
+
+    /// The parsed current schema of this kind, shareable.
+    pub(crate) fn shared_schema(self) -> Arc<Schema> {
+        Arc::clone(&CURRENT_SCHEMAS[self as usize])
+    }
+
+    /// Finds a kind by its Avro name, with or without namespace, or by its file stem.
+    pub fn from_name(name: &str) -> Option<RecordKind> {
+        RecordKind::ALL.iter().copied().find(|kind| {
+            kind.name().eq_ignore_ascii_case(name)
+                || kind.full_name() == name
+                || kind.file_name().trim_end_matches(".avsc") == name
+        })
+    }
+}
+
+impl std::fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_embedded_schema_parses_and_names_its_kind() {
+        for &kind in RecordKind::ALL {
+            let schema: Schema = kind.avsc().parse().expect("schema parses");
+            let json: serde_json::Value = serde_json::from_str(kind.avsc()).expect("valid JSON");
+            let full_name = format!(
+                "{}.{}",
+                json["namespace"].as_str().expect("namespace"),
+                json["name"].as_str().expect("name")
+            );
+            assert_eq!(full_name, kind.full_name());
+            assert!(json["doc"].as_str().is_some_and(|doc| !doc.is_empty()));
+            drop(schema);
+        }
+    }
+
+    #[test]
+    fn kinds_are_indexed_in_declaration_order() {
+        for (index, &kind) in RecordKind::ALL.iter().enumerate() {
+            assert_eq!(kind as usize, index);
+            assert_eq!(RecordKind::from_name(kind.name()), Some(kind));
+            assert_eq!(RecordKind::from_name(kind.full_name()), Some(kind));
+        }
+    }
+
+    #[test]
+    fn builtin_schema_ids_are_unique() {
+        let mut ids: Vec<u32> = RecordKind::ALL
+            .iter()
+            .map(|k| k.builtin_schema_id())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), RecordKind::ALL.len());
+    }
+}

@@ -1,0 +1,244 @@
+//! Record types of the topics opsloop itself writes: alerts, incidents, remediation events,
+//! approvals, action outcomes and dead letters.
+//!
+//! Each type mirrors one `.avsc` file in `schemas/avro/`; field docs live there.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One detector firing for one entity and window (`ops.alerts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub alert_id: String,
+    pub entity: String,
+    pub detector: String,
+    pub alert_type: String,
+    pub score: f64,
+    #[serde(default = "default_alert_severity")]
+    pub severity: f64,
+    pub window_start_us: i64,
+    pub window_end_us: i64,
+    #[serde(default)]
+    pub evidence: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub emitted_us: i64,
+}
+
+fn default_alert_severity() -> f64 {
+    0.5
+}
+
+/// Incident tier: how soon someone (or something) must act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Tier {
+    /// Critical: act within 5 minutes.
+    T1,
+    /// High: act within 1 hour.
+    T2,
+    /// Medium: act within 24 hours.
+    T3,
+    /// Informational: no deadline.
+    T4,
+}
+
+impl Tier {
+    /// How long after opening an incident of this tier must be acted on; `None` for T4.
+    pub fn act_within(self) -> Option<std::time::Duration> {
+        const MINUTE: u64 = 60;
+        match self {
+            Tier::T1 => Some(std::time::Duration::from_secs(5 * MINUTE)),
+            Tier::T2 => Some(std::time::Duration::from_secs(60 * MINUTE)),
+            Tier::T3 => Some(std::time::Duration::from_secs(24 * 60 * MINUTE)),
+            Tier::T4 => None,
+        }
+    }
+}
+
+/// Lifecycle state of an incident version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum IncidentState {
+    Open,
+    Updated,
+    Acknowledged,
+    Resolved,
+}
+
+/// A ranked root-cause hypothesis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hypothesis {
+    pub cause: String,
+    pub confidence: f64,
+    #[serde(default)]
+    pub evidence: String,
+}
+
+/// One version of a correlated incident (`ops.incidents`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub incident_id: String,
+    pub version: i64,
+    pub entity: String,
+    pub pattern: String,
+    pub failure_type: String,
+    pub severity: f64,
+    pub tier: Tier,
+    pub state: IncidentState,
+    pub opened_us: i64,
+    pub updated_us: i64,
+    #[serde(default)]
+    pub deadline_us: Option<i64>,
+    #[serde(default)]
+    pub resolved_us: Option<i64>,
+    pub alert_ids: Vec<String>,
+    #[serde(default)]
+    pub alert_types: Vec<String>,
+    #[serde(default)]
+    pub hypotheses: Vec<Hypothesis>,
+    #[serde(default)]
+    pub model_version: Option<String>,
+    #[serde(default)]
+    pub feature_set: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Whether an action answers an incident or a forecast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RemediationKind {
+    #[default]
+    Reactive,
+    Proactive,
+}
+
+/// The seed's severity bands: below 0.5 preventive, 0.5 to 0.8 corrective, 0.8 and up emergency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SeverityBand {
+    Preventive,
+    Corrective,
+    Emergency,
+}
+
+impl SeverityBand {
+    /// The band a severity in [0, 1] falls in.
+    pub fn of(severity: f64) -> Self {
+        if severity >= 0.8 {
+            SeverityBand::Emergency
+        } else if severity >= 0.5 {
+            SeverityBand::Corrective
+        } else {
+            SeverityBand::Preventive
+        }
+    }
+}
+
+/// A typed action-template parameter (an Avro union of string, long, double and boolean).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ParamValue {
+    String(String),
+    Long(i64),
+    Double(f64),
+    Boolean(bool),
+}
+
+/// A planned action (`ops.remediation`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemediationEvent {
+    pub action_id: String,
+    pub incident_id: String,
+    #[serde(default)]
+    pub kind: RemediationKind,
+    pub band: SeverityBand,
+    pub template: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, ParamValue>,
+    pub target: String,
+    pub risk: f64,
+    pub approval_required: bool,
+    #[serde(default)]
+    pub rollback_template: Option<String>,
+    #[serde(default)]
+    pub agent: String,
+    #[serde(default)]
+    pub rationale: String,
+    pub created_us: i64,
+    #[serde(default)]
+    pub deadline_us: Option<i64>,
+}
+
+/// Approve or reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// A signed decision on a gated action (`ops.approvals`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub action_id: String,
+    pub decision: Decision,
+    pub approver: String,
+    #[serde(default)]
+    pub reason: String,
+    pub time_us: i64,
+    pub signature: String,
+}
+
+/// A step in an action's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ActionStep {
+    Planned,
+    Approved,
+    Rejected,
+    Executed,
+    Verified,
+    RolledBack,
+    Failed,
+    Skipped,
+}
+
+/// One audit-trail entry (`ops.actions`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionOutcome {
+    pub action_id: String,
+    pub incident_id: String,
+    pub step: ActionStep,
+    pub template: String,
+    pub target: String,
+    pub time_us: i64,
+    #[serde(default)]
+    pub detail: String,
+    #[serde(default = "default_automated")]
+    pub automated: bool,
+    #[serde(default)]
+    pub before: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub after: BTreeMap<String, f64>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+fn default_automated() -> bool {
+    true
+}
+
+/// A record that could not be processed, read back whole (`ops.deadletter`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub source_topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub reason_code: String,
+    pub reason: String,
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+    pub time_us: i64,
+}

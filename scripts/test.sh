@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# opsloop's one test command. On a fresh Debian machine with the Rust toolchain it installs what
+# the suite needs (Debian packages, the tansu broker), then checks formatting and lints, runs
+# every test against real services and validates docker-compose.yml.
+#
+# Environment:
+#   OPSLOOP_TEST_BROKERS  run the broker tests against this Kafka instead of a tansu it starts
+#   PROPTEST_CASES        cases per property test (decoder fuzzing); default 2000
+#   CARGO_TARGET_DIR      shared build directory; default target/ in the checkout
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+
+step "installing test services"
+scripts/install-test-services.sh
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "the Docker test profile compiles (cargo check --features docker)"
+cargo check -p opsloop-tests --features docker --tests --locked
+
+step "cargo nextest run --workspace"
+PROPTEST_CASES=${PROPTEST_CASES:-2000} cargo nextest run --workspace --locked --no-fail-fast
+
+step "docker-compose.yml validates"
+scripts/validate-compose.sh
+
+step "done in $((SECONDS - started)) s"

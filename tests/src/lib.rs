@@ -1,0 +1,24 @@
+//! Real services for opsloop's tests, started by the tests themselves.
+//!
+//! - [`TestBroker`]: the broker named by `OPSLOOP_TEST_BROKERS` when set (Apache Kafka,
+//!   Redpanda, ...); otherwise, with the `docker` feature and a Docker engine that answers, an
+//!   Apache Kafka container; otherwise a tansu broker on a free loopback port. Topics get unique
+//!   names so tests never collide.
+//! - [`TestPostgres`]: a throwaway PostgreSQL cluster (initdb + pg_ctl in a temp dir).
+//!
+//! Every service stops when its handle is dropped.
+
+mod broker;
+mod error;
+mod postgres;
+mod process;
+
+pub use broker::{BrokerBackend, TestBroker};
+pub use error::HarnessError;
+pub use postgres::TestPostgres;
+
+/// A name no other test run uses: `base` plus a random suffix.
+pub fn unique_name(base: &str) -> String {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{base}-{}", &suffix[..12])
+}

@@ -1,0 +1,116 @@
+//! The `opsloop` binary as a user runs it.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use opsloop_schemas::{RecordKind, topics};
+use opsloop_tests::{TestBroker, unique_name};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+fn opsloop(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_opsloop"))
+        .args(args)
+        .output()
+        .expect("opsloop runs")
+}
+
+fn stdout_of(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "opsloop failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn demo_round_trips_every_record_kind() {
+    let out = stdout_of(&opsloop(&["demo", "--iterations", "10"]));
+    for &kind in RecordKind::ALL {
+        assert!(out.contains(kind.name()), "demo shows {kind}");
+    }
+    assert!(out.contains("all records round-tripped unchanged in every format"));
+}
+
+#[test]
+fn schemas_export_writes_every_avsc() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    stdout_of(&opsloop(&[
+        "schemas",
+        "export",
+        dir.path().to_str().expect("utf-8 path"),
+    ]));
+    for &kind in RecordKind::ALL {
+        let written = std::fs::read_to_string(dir.path().join(kind.file_name())).expect("file");
+        assert_eq!(written, kind.avsc());
+    }
+    let shown = stdout_of(&opsloop(&["schemas", "show", "io.opsloop.ops.Incident"]));
+    assert_eq!(shown, RecordKind::Incident.avsc());
+    let unknown = opsloop(&["schemas", "show", "NoSuchRecord"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no record kind named"));
+}
+
+#[tokio::test]
+async fn topics_create_makes_every_contract_topic_with_chosen_partitions() {
+    let broker = TestBroker::start().await.expect("broker");
+    let prefix = format!("{}.", unique_name("cli"));
+    let args = [
+        "topics",
+        "create",
+        "--brokers",
+        broker.bootstrap(),
+        "--prefix",
+        &prefix,
+        "--partitions",
+        "2",
+        "--topic-partitions",
+        "ops.approvals=1",
+    ];
+    let first = stdout_of(&opsloop(&args));
+    assert_eq!(first.matches("created").count(), topics::CONTRACT.len(), "{first}");
+    let again = stdout_of(&opsloop(&args));
+    assert_eq!(
+        again.matches("already existed").count(),
+        topics::CONTRACT.len(),
+        "{again}"
+    );
+
+    let consumer: BaseConsumer = broker
+        .kafka_config()
+        .client_config()
+        .create()
+        .expect("client");
+    let partitions = tokio::task::spawn_blocking(move || {
+        topics::CONTRACT
+            .iter()
+            .map(|spec| {
+                let name = format!("{prefix}{}", spec.name);
+                let metadata = consumer
+                    .fetch_metadata(Some(&name), Duration::from_secs(10))
+                    .expect("metadata");
+                (spec.name, metadata.topics()[0].partitions().len())
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("join");
+    for (name, count) in partitions {
+        let expected = if name == topics::APPROVALS { 1 } else { 2 };
+        assert_eq!(count, expected, "{name}");
+    }
+}
+
+#[test]
+fn topics_create_refuses_an_unknown_topic_override() {
+    let out = opsloop(&[
+        "topics",
+        "create",
+        "--brokers",
+        "127.0.0.1:1",
+        "--topic-partitions",
+        "telemetry.nope=3",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a contract topic"));
+}

@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+pub mod nab;
+
 /// Runs `work` (which processes `items` items per call) repeatedly for at least `min_time` and
 /// returns items per second.
 pub fn items_per_second(items: u64, min_time: Duration, mut work: impl FnMut()) -> f64 {

@@ -68,7 +68,11 @@ async fn topics_create_makes_every_contract_topic_with_chosen_partitions() {
         "ops.approvals=1",
     ];
     let first = stdout_of(&opsloop(&args));
-    assert_eq!(first.matches("created").count(), topics::CONTRACT.len(), "{first}");
+    assert_eq!(
+        first.matches("created").count(),
+        topics::CONTRACT.len(),
+        "{first}"
+    );
     let again = stdout_of(&opsloop(&args));
     assert_eq!(
         again.matches("already existed").count(),

@@ -8,8 +8,11 @@
 //!   Hellinger, chi-square, L-infinity), NannyML thresholds, PCA reconstruction drift.
 //! - [`anomaly`]: streaming detectors (robust z-score, EWMA, CUSUM, Page-Hinkley, half-space
 //!   trees, seasonal baselines, hdrhistogram quantiles) and the default [`anomaly::chain`].
+//! - [`forecast`]: Holt-Winters, ARIMA(1,1,1) and linear trend with time-to-threshold, each with
+//!   prediction intervals.
 //! - [`special`]: the special functions behind the p-values.
 
 pub mod anomaly;
 pub mod drift;
+pub mod forecast;
 pub mod special;

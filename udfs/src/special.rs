@@ -332,8 +332,16 @@ mod tests {
 
     #[test]
     fn student_t_quantile_inverts_cdf() {
-        assert!(close(student_t_quantile(0.975, 10.0), 2.228_138_851_986_273_5, 1e-10));
-        assert!(close(student_t_cdf(2.0, 5.0), 0.949_030_260_585_071_5, 1e-12));
+        assert!(close(
+            student_t_quantile(0.975, 10.0),
+            2.228_138_851_986_273_5,
+            1e-10
+        ));
+        assert!(close(
+            student_t_cdf(2.0, 5.0),
+            0.949_030_260_585_071_5,
+            1e-12
+        ));
     }
 
     #[test]

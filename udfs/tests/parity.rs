@@ -58,14 +58,21 @@ struct SpecialPoint {
 }
 
 fn reference() -> Reference {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/drift_reference.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/drift_reference.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture exists")).expect("parses")
 }
 
 #[track_caller]
 fn assert_close(actual: f64, expected: f64, what: &str) {
     let scale = expected.abs().max(1e-300);
-    let error = if expected == 0.0 { actual.abs() } else { (actual - expected).abs() / scale };
+    let error = if expected == 0.0 {
+        actual.abs()
+    } else {
+        (actual - expected).abs() / scale
+    };
     assert!(
         error <= RELATIVE || (expected == 0.0 && actual.abs() < 1e-15),
         "{what}: {actual:e} vs scipy {expected:e} (relative error {error:e})"
@@ -79,12 +86,32 @@ fn binned_statistics_match_scipy() {
     for case in &reference.binned {
         let (r, c) = (&case.reference, &case.current);
         assert_close(psi(r, c), case.psi, &format!("{} psi", case.name));
-        assert_close(jensen_shannon(r, c), case.jensen_shannon, &format!("{} js", case.name));
-        assert_close(hellinger(r, c), case.hellinger, &format!("{} hellinger", case.name));
-        assert_close(l_infinity(r, c), case.l_infinity, &format!("{} l_inf", case.name));
+        assert_close(
+            jensen_shannon(r, c),
+            case.jensen_shannon,
+            &format!("{} js", case.name),
+        );
+        assert_close(
+            hellinger(r, c),
+            case.hellinger,
+            &format!("{} hellinger", case.name),
+        );
+        assert_close(
+            l_infinity(r, c),
+            case.l_infinity,
+            &format!("{} l_inf", case.name),
+        );
         let chi = chi_square(r, c);
-        assert_close(chi.statistic, case.chi_square, &format!("{} chi2", case.name));
-        assert_close(chi.p_value, case.chi_square_p, &format!("{} chi2 p", case.name));
+        assert_close(
+            chi.statistic,
+            case.chi_square,
+            &format!("{} chi2", case.name),
+        );
+        assert_close(
+            chi.p_value,
+            case.chi_square_p,
+            &format!("{} chi2 p", case.name),
+        );
         assert_eq!(chi.dof, case.chi_square_dof, "{} dof", case.name);
     }
 }
@@ -96,9 +123,21 @@ fn sample_statistics_match_scipy() {
         let a = SortedSample::new(case.reference.clone());
         let b = SortedSample::new(case.current.clone());
         let ks = kolmogorov_smirnov(&a, &b);
-        assert_close(ks.statistic, case.ks_statistic, &format!("{} ks", case.name));
-        assert_close(ks.p_value, case.ks_p_asymptotic, &format!("{} ks p", case.name));
-        assert_close(wasserstein(&a, &b), case.wasserstein, &format!("{} w1", case.name));
+        assert_close(
+            ks.statistic,
+            case.ks_statistic,
+            &format!("{} ks", case.name),
+        );
+        assert_close(
+            ks.p_value,
+            case.ks_p_asymptotic,
+            &format!("{} ks p", case.name),
+        );
+        assert_close(
+            wasserstein(&a, &b),
+            case.wasserstein,
+            &format!("{} w1", case.name),
+        );
         assert_close(
             wasserstein_normed(&a, &b),
             case.wasserstein_normed,
@@ -109,7 +148,11 @@ fn sample_statistics_match_scipy() {
 
 #[test]
 fn asymptotic_ks_p_value_stays_near_scipys_default() {
-    for case in reference().samples.iter().filter(|c| c.reference.len() > 100) {
+    for case in reference()
+        .samples
+        .iter()
+        .filter(|c| c.reference.len() > 100)
+    {
         let a = SortedSample::new(case.reference.clone());
         let b = SortedSample::new(case.current.clone());
         let p = kolmogorov_smirnov(&a, &b).p_value;
@@ -133,6 +176,10 @@ fn special_functions_match_scipy() {
             "normal_sf" => special::normal_sf(point.x),
             other => panic!("fixture names unknown function {other}"),
         };
-        assert_close(actual, point.value, &format!("{}({}, {})", point.function, point.x, point.k));
+        assert_close(
+            actual,
+            point.value,
+            &format!("{}({}, {})", point.function, point.x, point.k),
+        );
     }
 }

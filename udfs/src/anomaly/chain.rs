@@ -135,7 +135,11 @@ impl AnomalyChain {
 
     fn values_spread(&self) -> f64 {
         let range = self.max_seen - self.min_seen;
-        if range.is_finite() { range.max(1e-9) } else { 0.0 }
+        if range.is_finite() {
+            range.max(1e-9)
+        } else {
+            0.0
+        }
     }
 
     fn likelihood(&mut self, raw: f64) -> f64 {

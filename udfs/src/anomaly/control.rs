@@ -182,7 +182,9 @@ mod tests {
         for i in 0..500 {
             assert!(cusum.update(noise(i)) < 1.0, "false alarm at {i}");
         }
-        let alarm = (0..100).map(|i| cusum.update(0.5 + noise(i))).position(|s| s >= 1.0);
+        let alarm = (0..100)
+            .map(|i| cusum.update(0.5 + noise(i)))
+            .position(|s| s >= 1.0);
         assert!(alarm.is_some_and(|at| at < 40), "{alarm:?}");
     }
 
@@ -192,7 +194,9 @@ mod tests {
         for i in 0..300 {
             assert!(detector.update(3.0 + noise(i)) < 1.0);
         }
-        let alarm = (0..200).map(|i| detector.update(1.5 + noise(i))).position(|s| s >= 1.0);
+        let alarm = (0..200)
+            .map(|i| detector.update(1.5 + noise(i)))
+            .position(|s| s >= 1.0);
         assert!(alarm.is_some_and(|at| at < 20), "{alarm:?}");
     }
 }

@@ -124,7 +124,9 @@ impl HalfSpaceTrees {
     pub fn update(&mut self, point: &[f64]) -> f64 {
         let depth = self.config.depth;
         let internal = (1usize << depth) - 1;
-        let scaled: Vec<f64> = (0..self.lower.len()).map(|d| self.scaled(point, d)).collect();
+        let scaled: Vec<f64> = (0..self.lower.len())
+            .map(|d| self.scaled(point, d))
+            .collect();
         let mut mass_score = 0.0;
         for tree in &mut self.trees {
             // Every node on the root-to-leaf path counts the point in the latest window; the
@@ -162,7 +164,8 @@ impl HalfSpaceTrees {
         }
         // Normalise: the largest possible mass score is every tree's root-to-leaf path holding
         // the whole window at maximum depth.
-        let max_score = self.trees.len() as f64 * self.config.window as f64 * f64::from(1u32 << depth);
+        let max_score =
+            self.trees.len() as f64 * self.config.window as f64 * f64::from(1u32 << depth);
         (1.0 - mass_score / max_score).clamp(0.0, 1.0)
     }
 }

@@ -75,7 +75,12 @@ impl QuantileSketch {
     pub fn buckets(&self) -> Vec<(f64, u64)> {
         self.histogram
             .iter_recorded()
-            .map(|v| (v.value_iterated_to() as f64 / self.scale, v.count_at_value()))
+            .map(|v| {
+                (
+                    v.value_iterated_to() as f64 / self.scale,
+                    v.count_at_value(),
+                )
+            })
             .collect()
     }
 
@@ -102,12 +107,18 @@ mod tests {
 
     #[test]
     fn merged_halves_equal_the_whole() {
-        let values: Vec<f64> = (0..5000).map(|i| ((i * 7919) % 4999) as f64 * 0.37).collect();
+        let values: Vec<f64> = (0..5000)
+            .map(|i| ((i * 7919) % 4999) as f64 * 0.37)
+            .collect();
         let mut whole = QuantileSketch::new(100.0);
         let (mut left, mut right) = (QuantileSketch::new(100.0), QuantileSketch::new(100.0));
         for (i, &v) in values.iter().enumerate() {
             whole.record(v);
-            if i % 2 == 0 { left.record(v) } else { right.record(v) }
+            if i % 2 == 0 {
+                left.record(v)
+            } else {
+                right.record(v)
+            }
         }
         left.merge(&right);
         for q in [0.5, 0.95, 0.99, 0.999] {

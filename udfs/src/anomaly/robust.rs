@@ -70,7 +70,10 @@ pub fn median_in_place(values: &mut [f64]) -> f64 {
     if n % 2 == 1 {
         upper
     } else {
-        let lower = values[..n / 2].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let lower = values[..n / 2]
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
         (lower + upper) / 2.0
     }
 }

@@ -207,7 +207,10 @@ mod tests {
         assert_eq!(bins.index(1.0), 0);
         assert_eq!(bins.index(1.5), 1);
         assert_eq!(bins.index(9.0), 2);
-        assert_eq!(bins.histogram(&[0.0, 1.0, 1.1, 3.0, f64::NAN]), vec![2.0, 1.0, 1.0]);
+        assert_eq!(
+            bins.histogram(&[0.0, 1.0, 1.1, 3.0, f64::NAN]),
+            vec![2.0, 1.0, 1.0]
+        );
     }
 
     #[test]
@@ -216,7 +219,10 @@ mod tests {
         let bins = Bins::quantiles(&reference, 10);
         let counts = bins.histogram(&reference);
         assert_eq!(counts.len(), 10);
-        assert!(counts.iter().all(|&c| (99.0..=101.0).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (99.0..=101.0).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]

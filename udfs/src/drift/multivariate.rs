@@ -29,13 +29,19 @@ impl ReconstructionModel {
             .collect();
         let scales: Vec<f64> = (0..width)
             .map(|j| {
-                let var = reference.iter().map(|r| (r[j] - means[j]).powi(2)).sum::<f64>() / n;
+                let var = reference
+                    .iter()
+                    .map(|r| (r[j] - means[j]).powi(2))
+                    .sum::<f64>()
+                    / n;
                 if var > 0.0 { var.sqrt() } else { 1.0 }
             })
             .collect();
         let mut covariance = vec![vec![0.0; width]; width];
         for row in reference {
-            let z: Vec<f64> = (0..width).map(|j| (row[j] - means[j]) / scales[j]).collect();
+            let z: Vec<f64> = (0..width)
+                .map(|j| (row[j] - means[j]) / scales[j])
+                .collect();
             for a in 0..width {
                 for b in a..width {
                     covariance[a][b] += z[a] * z[b] / (n - 1.0);
@@ -161,7 +167,9 @@ mod tests {
         let (values, vectors) = symmetric_eigen(m.clone());
         for i in 0..3 {
             for j in 0..3 {
-                let rebuilt: f64 = (0..3).map(|k| vectors[i][k] * values[k] * vectors[j][k]).sum();
+                let rebuilt: f64 = (0..3)
+                    .map(|k| vectors[i][k] * values[k] * vectors[j][k])
+                    .sum();
                 assert!((rebuilt - m[i][j]).abs() < 1e-10);
             }
         }

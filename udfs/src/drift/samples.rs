@@ -105,9 +105,13 @@ pub fn wasserstein(reference: &SortedSample, current: &SortedSample) -> f64 {
         return 0.0;
     }
     let mut distance = 0.0;
-    walk_cdfs(reference.values(), current.values(), |fa, fb, next, value| {
-        distance += (fa - fb).abs() * (next - value);
-    });
+    walk_cdfs(
+        reference.values(),
+        current.values(),
+        |fa, fb, next, value| {
+            distance += (fa - fb).abs() * (next - value);
+        },
+    );
     distance
 }
 

@@ -124,14 +124,79 @@ def special():
     return points
 
 
+def holt_winters():
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    cases = []
+    period = 12
+    t = np.arange(96)
+    y = 50 + 0.4 * t + 8 * np.sin(2 * np.pi * t / period) + rng.normal(0, 1.0, len(t))
+    level = float(np.mean(y[:period]))
+    trend = float(np.mean((y[period:2 * period] - y[:period]) / period))
+    seasonal = [float(v - level) for v in y[:period]]
+    for alpha, beta, gamma in [(0.3, 0.05, 0.1), (0.8, 0.2, 0.4)]:
+        model = ExponentialSmoothing(
+            y, trend="add", seasonal="add", seasonal_periods=period,
+            initialization_method="known", initial_level=level, initial_trend=trend,
+            initial_seasonal=seasonal)
+        fit = model.fit(smoothing_level=alpha, smoothing_trend=beta, smoothing_seasonal=gamma,
+                        optimized=False)
+        cases.append({"series": floats(y), "period": period, "alpha": alpha, "beta": beta,
+                      "gamma": gamma, "level": level, "trend": trend, "seasonal": seasonal,
+                      "forecast": floats(fit.forecast(24)), "sse": float(fit.sse)})
+    return cases
+
+
+def arima():
+    from statsmodels.tsa.arima.model import ARIMA
+
+    cases = []
+    for phi, theta in [(0.6, 0.3), (-0.4, 0.5)]:
+        e = rng.normal(0, 1.0, 600)
+        w = np.zeros(600)
+        for i in range(1, 600):
+            w[i] = phi * w[i - 1] + e[i] + theta * e[i - 1]
+        y = 100 + np.cumsum(w)
+        fit = ARIMA(y, order=(1, 1, 1)).fit()
+        forecast = fit.get_forecast(10)
+        interval = forecast.conf_int(alpha=0.05)
+        cases.append({"series": floats(y), "true_phi": phi, "true_theta": theta,
+                      "phi": float(fit.params[0]), "theta": float(fit.params[1]),
+                      "forecast": floats(forecast.predicted_mean),
+                      "lower": floats(interval[:, 0]), "upper": floats(interval[:, 1])})
+    return cases
+
+
+def linear():
+    import statsmodels.api as sm
+
+    x = np.arange(60, dtype=float)
+    y = 40 + 0.5 * x + rng.normal(0, 0.8, len(x))
+    fit = sm.OLS(y, sm.add_constant(x)).fit()
+    at = np.array([[1.0, 80.0], [1.0, 120.0]])
+    frame = fit.get_prediction(at).summary_frame(alpha=0.05)
+    return {"x": floats(x), "y": floats(y), "intercept": float(fit.params[0]),
+            "slope": float(fit.params[1]), "predict_at": [80.0, 120.0],
+            "mean": floats(frame["mean"]), "lower": floats(frame["obs_ci_lower"]),
+            "upper": floats(frame["obs_ci_upper"])}
+
+
 def main():
+    import statsmodels
+
     OUT.mkdir(parents=True, exist_ok=True)
-    versions = {"numpy": np.__version__, "scipy": scipy.__version__}
+    versions = {"numpy": np.__version__, "scipy": scipy.__version__,
+                "statsmodels": statsmodels.__version__}
     document = {"generated_by": "udfs/tests/reference/generate.py", "versions": versions,
                 "binned": binned(), "samples": samples(), "special": special()}
     path = OUT / "drift_reference.json"
     path.write_text(json.dumps(document, indent=1) + "\n")
-    print(f"wrote {path} with numpy {versions['numpy']}, scipy {versions['scipy']}")
+    forecasts = {"generated_by": "udfs/tests/reference/generate.py", "versions": versions,
+                 "holt_winters": holt_winters(), "arima": arima(), "linear": linear()}
+    path = OUT / "forecast_reference.json"
+    path.write_text(json.dumps(forecasts, indent=1) + "\n")
+    print(f"wrote fixtures with numpy {versions['numpy']}, scipy {versions['scipy']}, "
+          f"statsmodels {versions['statsmodels']}")
 
 
 if __name__ == "__main__":

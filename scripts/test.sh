@@ -16,6 +16,9 @@ started=$SECONDS
 step "installing test services"
 scripts/install-test-services.sh
 
+step "reference values from numpy/scipy/statsmodels"
+scripts/reference-values.sh
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
@@ -24,6 +27,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "the Docker test profile compiles (cargo check --features docker)"
 cargo check -p opsloop-tests --features docker --tests --locked
+
+step "the Arroyo UDF plugins compile (their own workspace and arrow)"
+cargo build --manifest-path udfs/arroyo/Cargo.toml --locked
 
 step "cargo nextest run --workspace"
 PROPTEST_CASES=${PROPTEST_CASES:-2000} cargo nextest run --workspace --locked --no-fail-fast

@@ -11,8 +11,11 @@
 //! - [`forecast`]: Holt-Winters, ARIMA(1,1,1) and linear trend with time-to-threshold, each with
 //!   prediction intervals.
 //! - [`special`]: the special functions behind the p-values.
+//! - `datafusion` (feature `datafusion`, on by default): the SQL adapters, registered in one place.
 
 pub mod anomaly;
+#[cfg(feature = "datafusion")]
+pub mod datafusion;
 pub mod drift;
 pub mod forecast;
 pub mod special;

@@ -8,6 +8,7 @@
 //! - [`threshold`]: NannyML's threshold mode (reference chunks' mean ± 3σ).
 //! - [`multivariate`]: drift of many features at once by PCA reconstruction error.
 
+pub mod baseline;
 pub mod binned;
 pub mod multivariate;
 pub mod samples;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use opsloop_benches::format_rate;
 use opsloop_benches::nab::{self, Corpus, NabError, Profile, ProfileResult, StreamingDetector};
-use opsloop_udfs::anomaly::chain::AnomalyChain;
+use opsloop_udfs::anomaly::chain::{AnomalyChain, AnomalyChainConfig};
 
 /// Makes a fresh detector for each series.
 type Factory = fn() -> Box<dyn StreamingDetector>;
@@ -29,6 +29,11 @@ const DETECTORS: &[(&str, Factory)] = &[
     ("opsloop default chain", || {
         Box::new(DefaultChain(AnomalyChain::default()))
     }),
+    ("opsloop compact chain", || {
+        Box::new(DefaultChain(AnomalyChain::new(
+            AnomalyChainConfig::compact(),
+        )))
+    }),
 ];
 
 /// The engine's default detector chain for metric series.
@@ -36,8 +41,8 @@ const DETECTORS: &[(&str, Factory)] = &[
 struct DefaultChain(AnomalyChain);
 
 impl StreamingDetector for DefaultChain {
-    fn score(&mut self, timestamp_us: i64, value: f64) -> f64 {
-        self.0.score(timestamp_us, value)
+    fn score(&mut self, _timestamp_us: i64, value: f64) -> f64 {
+        self.0.score(value)
     }
 }
 

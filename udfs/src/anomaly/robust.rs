@@ -7,12 +7,14 @@ use super::Detector;
 /// Scale that makes the MAD a consistent estimator of a normal standard deviation.
 const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
 
+/// Windows up to this size find their median without a heap allocation.
+const STACK_SCRATCH: usize = 256;
+
 /// Robust z-score against the last `window` values.
 #[derive(Debug, Clone)]
 pub struct RobustZScore {
     window: usize,
     values: VecDeque<f64>,
-    scratch: Vec<f64>,
     min_spread: f64,
 }
 
@@ -23,23 +25,32 @@ impl RobustZScore {
         RobustZScore {
             window: window.max(3),
             values: VecDeque::with_capacity(window.max(3)),
-            scratch: Vec::with_capacity(window.max(3)),
             min_spread,
         }
     }
 
     /// The score `value` would get against the current window, without adding it.
-    pub fn score(&mut self, value: f64) -> f64 {
+    pub fn score(&self, value: f64) -> f64 {
         if self.values.len() < 3 {
             return 0.0;
         }
-        self.scratch.clear();
-        self.scratch.extend(self.values.iter().copied());
-        let median = median_in_place(&mut self.scratch);
-        for v in self.scratch.iter_mut() {
+        // Short windows sort on the stack so the per-series state is only the window itself.
+        let mut on_stack = [0.0; STACK_SCRATCH];
+        let mut on_heap = Vec::new();
+        let scratch: &mut [f64] = if self.values.len() <= STACK_SCRATCH {
+            &mut on_stack[..self.values.len()]
+        } else {
+            on_heap.resize(self.values.len(), 0.0);
+            &mut on_heap
+        };
+        for (slot, value) in scratch.iter_mut().zip(&self.values) {
+            *slot = *value;
+        }
+        let median = median_in_place(scratch);
+        for v in scratch.iter_mut() {
             *v = (*v - median).abs();
         }
-        let mad = median_in_place(&mut self.scratch);
+        let mad = median_in_place(scratch);
         let spread = (mad * MAD_TO_SIGMA).max(self.min_spread);
         (value - median).abs() / spread
     }

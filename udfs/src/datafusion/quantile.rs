@@ -52,7 +52,7 @@ fn sketch_to_bytes(sketch: &QuantileSketch) -> Vec<u8> {
 }
 
 fn merge_bytes(sketch: &mut QuantileSketch, bytes: &[u8]) -> Result<()> {
-    if bytes.len() % 16 != 0 {
+    if !bytes.len().is_multiple_of(16) {
         return exec_err!(
             "hdr_quantile: corrupt partial state of {} bytes",
             bytes.len()

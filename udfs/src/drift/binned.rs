@@ -6,8 +6,8 @@
 use crate::special::chi_square_sf;
 
 /// Bin edges fixed by a reference sample. `edges` are interior cut points in ascending order;
-/// bin `i` holds values in `(edges[i-1], edges[i]]`, with open first and last bins, so there are
-/// `edges.len() + 1` bins and every value lands somewhere.
+/// bin `i` holds values in `[edges[i-1], edges[i])` (numpy's `histogram` convention), with open
+/// first and last bins, so there are `edges.len() + 1` bins and every value lands somewhere.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bins {
     edges: Vec<f64>,
@@ -59,7 +59,15 @@ impl Bins {
     /// The bin `value` falls in.
     #[inline]
     pub fn index(&self, value: f64) -> usize {
-        self.edges.partition_point(|&edge| edge < value)
+        if self.edges.len() <= LINEAR_SCAN_EDGES {
+            // Branch-free count of edges at or below the value; vectorises, unlike a search.
+            self.edges
+                .iter()
+                .map(|&edge| usize::from(edge <= value))
+                .sum()
+        } else {
+            self.edges.partition_point(|&edge| edge <= value)
+        }
     }
 
     /// Counts per bin of `values` (NaNs skipped).
@@ -78,6 +86,9 @@ impl Bins {
         }
     }
 }
+
+/// Up to this many edges a linear branch-free scan beats binary search.
+const LINEAR_SCAN_EDGES: usize = 32;
 
 fn normalised(counts: &[f64]) -> Vec<f64> {
     let total: f64 = counts.iter().sum();
@@ -200,17 +211,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_land_in_the_bin_whose_upper_edge_they_do_not_exceed() {
+    fn values_land_in_the_bin_whose_lower_edge_they_reach() {
         let bins = Bins::from_edges(vec![1.0, 2.0]);
         assert_eq!(bins.len(), 3);
         assert_eq!(bins.index(0.5), 0);
-        assert_eq!(bins.index(1.0), 0);
+        assert_eq!(bins.index(1.0), 1);
         assert_eq!(bins.index(1.5), 1);
+        assert_eq!(bins.index(2.0), 2);
         assert_eq!(bins.index(9.0), 2);
         assert_eq!(
             bins.histogram(&[0.0, 1.0, 1.1, 3.0, f64::NAN]),
-            vec![2.0, 1.0, 1.0]
+            vec![1.0, 2.0, 1.0]
         );
+        let many = Bins::from_edges((1..100).map(f64::from).collect());
+        assert_eq!(many.index(1.0), 1);
+        assert_eq!(many.index(99.5), 99);
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! land from their reconstruction. Drift in the joint distribution — including changed
 //! correlations that no single feature shows — raises the mean error.
 
+#![allow(
+    clippy::needless_range_loop,
+    reason = "matrix arithmetic reads clearer with explicit indices"
+)]
+
 /// NannyML's default share of variance the kept components explain.
 pub const DEFAULT_VARIANCE_EXPLAINED: f64 = 0.65;
 

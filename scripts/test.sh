@@ -28,8 +28,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "the Docker test profile compiles (cargo check --features docker)"
 cargo check -p opsloop-tests --features docker --tests --locked
 
-step "the Arroyo UDF plugins compile (their own workspace and arrow)"
-cargo build --manifest-path udfs/arroyo/Cargo.toml --locked
+step "the Arroyo UDF plugins compile, one plugin per UDF (their own workspace and arrow)"
+for udf in $(sed -n 's/^\(opsloop_[a-z0-9_]*\) = \[\]$/\1/p' udfs/arroyo/Cargo.toml); do
+    echo "  $udf"
+    cargo build --manifest-path udfs/arroyo/Cargo.toml --locked --features "$udf"
+done
 
 step "cargo nextest run --workspace"
 PROPTEST_CASES=${PROPTEST_CASES:-2000} cargo nextest run --workspace --locked --no-fail-fast

@@ -100,6 +100,24 @@ impl TestBroker {
         Ok(name)
     }
 
+    /// How many partitions `topic` has, from the broker's metadata.
+    pub async fn partition_count(&self, topic: &str) -> Result<usize, HarnessError> {
+        let consumer: BaseConsumer = self
+            .kafka_config()
+            .client_config()
+            .create()
+            .map_err(opsloop_connectors::ConnectorError::Config)?;
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map_err(opsloop_connectors::ConnectorError::Kafka)?;
+            Ok(metadata.topics().iter().map(|t| t.partitions().len()).sum())
+        })
+        .await
+        .map_err(|join| HarnessError::Io(std::io::Error::other(join)))?
+    }
+
     /// Waits until the broker answers a metadata request.
     async fn wait_ready(&self) -> Result<(), HarnessError> {
         let config = self.kafka_config();

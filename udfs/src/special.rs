@@ -123,42 +123,33 @@ pub fn beta_regularized(a: f64, b: f64, x: f64) -> f64 {
     }
 }
 
+/// Keeps a modified-Lentz denominator away from zero.
+fn nonzero(value: f64) -> f64 {
+    if value.abs() < TINY { TINY } else { value }
+}
+
+/// One modified-Lentz step for a continued fraction of the form 1 + aa/(1 + ...): updates the
+/// running `c` and `d` and returns the factor the convergent is multiplied by.
+fn lentz_step(aa: f64, c: &mut f64, d: &mut f64) -> f64 {
+    *d = 1.0 / nonzero(1.0 + aa * *d);
+    *c = nonzero(1.0 + aa / *c);
+    *d * *c
+}
+
 fn beta_continued_fraction(a: f64, b: f64, x: f64) -> f64 {
     let qab = a + b;
     let qap = a + 1.0;
     let qam = a - 1.0;
     let mut c = 1.0;
-    let mut d = 1.0 - qab * x / qap;
-    if d.abs() < TINY {
-        d = TINY;
-    }
-    d = 1.0 / d;
+    let mut d = 1.0 / nonzero(1.0 - qab * x / qap);
     let mut h = d;
     for m in 1..MAX_ITERATIONS {
         let m = m as f64;
         let m2 = 2.0 * m;
-        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
-        h *= d * c;
-        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
-        let delta = d * c;
+        let even = m * (b - m) * x / ((qam + m2) * (a + m2));
+        h *= lentz_step(even, &mut c, &mut d);
+        let odd = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        let delta = lentz_step(odd, &mut c, &mut d);
         h *= delta;
         if (delta - 1.0).abs() < EPSILON {
             break;

@@ -35,12 +35,15 @@ pub struct TestBroker {
 enum Running {
     External,
     Tansu(TansuProcess),
+    /// Held for its `Drop`, which stops the container.
     #[cfg(feature = "docker")]
-    Container(
-        testcontainers_modules::testcontainers::ContainerAsync<
-            testcontainers_modules::kafka::apache::Kafka,
+    Container {
+        _container: Box<
+            testcontainers_modules::testcontainers::ContainerAsync<
+                testcontainers_modules::kafka::apache::Kafka,
+            >,
         >,
-    ),
+    },
 }
 
 impl TestBroker {
@@ -239,7 +242,9 @@ async fn start_container() -> Result<TestBroker, HarnessError> {
     let broker = TestBroker {
         bootstrap: format!("{host}:{port}"),
         backend: BrokerBackend::Container,
-        _running: Running::Container(container),
+        _running: Running::Container {
+            _container: Box::new(container),
+        },
     };
     broker.wait_ready().await?;
     Ok(broker)

@@ -10,6 +10,7 @@
 //! schema (found by schema id in a [`SchemaRegistry`]) and fields the writer did not know take
 //! their defaults, so consumers on a newer schema read data written with an older one.
 
+pub mod calendar;
 mod catalog;
 mod codec;
 mod error;

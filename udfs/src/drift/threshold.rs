@@ -54,3 +54,25 @@ pub fn reference_chunk_statistics(
         .map(&mut statistic)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drift::binned::{Bins, psi};
+
+    #[test]
+    fn reference_chunks_set_a_band_that_a_drifted_chunk_leaves() {
+        let reference: Vec<f64> = (0..5000).map(|i| ((i * 7919) % 1000) as f64).collect();
+        let bins = Bins::quantiles(&reference, 10);
+        let reference_counts = bins.histogram(&reference);
+        let statistic = |chunk: &[f64]| psi(&reference_counts, &bins.histogram(chunk));
+        let chunk_scores = reference_chunk_statistics(&reference, 500, statistic);
+        assert_eq!(chunk_scores.len(), 10);
+        let band = ChunkThreshold::from_reference_chunks(&chunk_scores, DEFAULT_MULTIPLIER)
+            .expect("chunks");
+        assert!(chunk_scores.iter().all(|&s| !band.alarms(s)));
+        let drifted: Vec<f64> = reference[..500].iter().map(|v| v * 0.5).collect();
+        assert!(band.alarms(statistic(&drifted)));
+        assert!(ChunkThreshold::from_reference_chunks(&[], 3.0).is_none());
+    }
+}

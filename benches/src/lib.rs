@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 pub mod nab;
+pub mod otlp;
 
 /// Runs `work` (which processes `items` items per call) repeatedly for at least `min_time` and
 /// returns items per second.

@@ -22,6 +22,18 @@ pub enum ConnectorError {
     },
     #[error("Kafka request failed: {0}")]
     Kafka(#[source] rdkafka::error::KafkaError),
+    #[error("could not deliver a record to topic {topic}: {reason}")]
+    Delivery {
+        topic: String,
+        reason: String,
+        retry: Retry,
+    },
+    #[error("could not encode a {kind} record: {reason}")]
+    Encode { kind: &'static str, reason: String },
+    #[error("the Kafka source stopped: {reason}")]
+    SourceStopped { reason: String },
+    #[error("the decoder's rows could not be turned into a batch: {0}")]
+    Batch(#[source] arrow::error::ArrowError),
 }
 
 impl ConnectorError {
@@ -29,7 +41,12 @@ impl ConnectorError {
     pub fn retry(&self) -> Retry {
         match self {
             ConnectorError::Config(_) => Retry::Never,
-            ConnectorError::CreateTopic { retry, .. } => *retry,
+            ConnectorError::CreateTopic { retry, .. } | ConnectorError::Delivery { retry, .. } => {
+                *retry
+            }
+            ConnectorError::SourceStopped { .. }
+            | ConnectorError::Batch(_)
+            | ConnectorError::Encode { .. } => Retry::Never,
             ConnectorError::Kafka(error) => match error.rdkafka_error_code() {
                 Some(code) if is_retriable(code) => Retry::WithBackoff,
                 _ => Retry::Never,

@@ -83,7 +83,7 @@ fn context() -> RecordContext<'static> {
 
 /// Decodes one record into a fresh builder: the result and the rows it appended.
 fn decode_one(
-    decoder: &mut dyn Decoder,
+    decoder: &mut dyn Decoder<Rows = MetricSamplesBuilder>,
     payload: &[u8],
     context: &RecordContext<'_>,
 ) -> Result<Vec<Row>, DecodeError> {
@@ -96,7 +96,7 @@ fn decode_one(
 /// Decodes a record that must fail after a good one: checks that the failure appended
 /// nothing, and returns the error.
 fn decode_failing(
-    decoder: &mut dyn Decoder,
+    decoder: &mut dyn Decoder<Rows = MetricSamplesBuilder>,
     good: &[u8],
     bad: &[u8],
     context: &RecordContext<'_>,
@@ -1036,7 +1036,11 @@ fn dcgm_duplicate_fields_and_broken_pages_fail() {
 // ---- limits ---------------------------------------------------------------------------------
 
 /// A payload of exactly `max` bytes decodes; one byte more fails `too_large`, appending nothing.
-fn check_limit(mut at_limit: impl Decoder, mut under_limit: impl Decoder, payload: &[u8]) {
+fn check_limit(
+    mut at_limit: impl Decoder<Rows = MetricSamplesBuilder>,
+    mut under_limit: impl Decoder<Rows = MetricSamplesBuilder>,
+    payload: &[u8],
+) {
     let mut out = MetricSamplesBuilder::new();
     at_limit
         .decode(payload, &context(), &mut out)

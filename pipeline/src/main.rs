@@ -22,6 +22,12 @@ enum Command {
     Schemas(commands::schemas::SchemasArgs),
     /// Show or create the contract's Kafka topics.
     Topics(commands::topics::TopicsArgs),
+    /// Publish JSON-lines, CSV or Avro files onto a topic.
+    Publish(commands::publish::PublishArgs),
+    /// Scrape telemetry endpoints onto the telemetry topics.
+    Collect(commands::collect::CollectArgs),
+    /// Publish a synthetic fleet's telemetry with scheduled faults.
+    Generate(commands::generate::GenerateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,9 +41,13 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => commands::demo::run(args),
         Command::Schemas(args) => commands::schemas::run(args),
-        Command::Topics(args) => {
-            let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(commands::topics::run(args))
-        }
+        Command::Topics(args) => async_main(commands::topics::run(args)),
+        Command::Publish(args) => async_main(commands::publish::run(args)),
+        Command::Collect(args) => async_main(commands::collect::run(args)),
+        Command::Generate(args) => async_main(commands::generate::run(args)),
     }
+}
+
+fn async_main(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(command)
 }

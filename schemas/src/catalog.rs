@@ -26,10 +26,15 @@ pub enum RecordKind {
 /// A Rust type that is the in-memory form of one [`RecordKind`].
 pub trait AvroRecord: Serialize + DeserializeOwned {
     const KIND: RecordKind;
+
+    /// The Kafka message key of this record on its contract topic (see
+    /// [`TopicSpec::key`](crate::topics::TopicSpec::key)): records with the same key stay in
+    /// one partition, in order.
+    fn partition_key(&self) -> &str;
 }
 
 macro_rules! record_kinds {
-    ($($kind:ident => $ty:ty, $file:literal, $namespace:literal, $id:literal;)*) => {
+    ($($kind:ident => $ty:ty, $file:literal, $namespace:literal, $id:literal, $key:ident;)*) => {
         impl RecordKind {
             /// All kinds, in contract order.
             pub const ALL: &'static [RecordKind] = &[$(RecordKind::$kind),*];
@@ -60,22 +65,89 @@ macro_rules! record_kinds {
             }
         }
 
-        $(impl AvroRecord for $ty { const KIND: RecordKind = RecordKind::$kind; })*
+        $(impl AvroRecord for $ty {
+            const KIND: RecordKind = RecordKind::$kind;
+
+            fn partition_key(&self) -> &str {
+                &self.$key
+            }
+        })*
     };
 }
 
 record_kinds! {
-    MetricBatch => telemetry::MetricBatch, "metric_batch.avsc", "io.opsloop.telemetry", 1;
-    LogRecord => telemetry::LogRecord, "log_record.avsc", "io.opsloop.telemetry", 2;
-    Span => telemetry::Span, "span.avsc", "io.opsloop.telemetry", 3;
-    GpuSample => telemetry::GpuSample, "gpu_sample.avsc", "io.opsloop.telemetry", 4;
-    FeatureSample => telemetry::FeatureSample, "feature_sample.avsc", "io.opsloop.telemetry", 5;
-    Alert => ops::Alert, "alert.avsc", "io.opsloop.ops", 6;
-    Incident => ops::Incident, "incident.avsc", "io.opsloop.ops", 7;
-    RemediationEvent => ops::RemediationEvent, "remediation.avsc", "io.opsloop.ops", 8;
-    Approval => ops::Approval, "approval.avsc", "io.opsloop.ops", 9;
-    ActionOutcome => ops::ActionOutcome, "action_outcome.avsc", "io.opsloop.ops", 10;
-    DeadLetter => ops::DeadLetter, "dead_letter.avsc", "io.opsloop.ops", 11;
+    MetricBatch => telemetry::MetricBatch, "metric_batch.avsc", "io.opsloop.telemetry", 1, entity;
+    LogRecord => telemetry::LogRecord, "log_record.avsc", "io.opsloop.telemetry", 2, entity;
+    Span => telemetry::Span, "span.avsc", "io.opsloop.telemetry", 3, trace_id;
+    GpuSample => telemetry::GpuSample, "gpu_sample.avsc", "io.opsloop.telemetry", 4, gpu_uuid;
+    FeatureSample => telemetry::FeatureSample, "feature_sample.avsc", "io.opsloop.telemetry", 5, model_id;
+    Alert => ops::Alert, "alert.avsc", "io.opsloop.ops", 6, entity;
+    Incident => ops::Incident, "incident.avsc", "io.opsloop.ops", 7, incident_id;
+    RemediationEvent => ops::RemediationEvent, "remediation.avsc", "io.opsloop.ops", 8, incident_id;
+    Approval => ops::Approval, "approval.avsc", "io.opsloop.ops", 9, action_id;
+    ActionOutcome => ops::ActionOutcome, "action_outcome.avsc", "io.opsloop.ops", 10, action_id;
+    DeadLetter => ops::DeadLetter, "dead_letter.avsc", "io.opsloop.ops", 11, source_topic;
+}
+
+/// Runs `$body` with `$ty` bound to the Rust type of the [`RecordKind`] `$kind`, for code that
+/// handles every kind generically (publishing files, reading topics as tables).
+///
+/// ```
+/// use opsloop_schemas::{AvroRecord, RecordKind, with_record_type};
+/// let kind = RecordKind::Alert;
+/// let name = with_record_type!(kind, T => <T as AvroRecord>::KIND.name());
+/// assert_eq!(name, "Alert");
+/// ```
+#[macro_export]
+macro_rules! with_record_type {
+    ($kind:expr, $ty:ident => $body:expr) => {
+        match $kind {
+            $crate::RecordKind::MetricBatch => {
+                type $ty = $crate::telemetry::MetricBatch;
+                $body
+            }
+            $crate::RecordKind::LogRecord => {
+                type $ty = $crate::telemetry::LogRecord;
+                $body
+            }
+            $crate::RecordKind::Span => {
+                type $ty = $crate::telemetry::Span;
+                $body
+            }
+            $crate::RecordKind::GpuSample => {
+                type $ty = $crate::telemetry::GpuSample;
+                $body
+            }
+            $crate::RecordKind::FeatureSample => {
+                type $ty = $crate::telemetry::FeatureSample;
+                $body
+            }
+            $crate::RecordKind::Alert => {
+                type $ty = $crate::ops::Alert;
+                $body
+            }
+            $crate::RecordKind::Incident => {
+                type $ty = $crate::ops::Incident;
+                $body
+            }
+            $crate::RecordKind::RemediationEvent => {
+                type $ty = $crate::ops::RemediationEvent;
+                $body
+            }
+            $crate::RecordKind::Approval => {
+                type $ty = $crate::ops::Approval;
+                $body
+            }
+            $crate::RecordKind::ActionOutcome => {
+                type $ty = $crate::ops::ActionOutcome;
+                $body
+            }
+            $crate::RecordKind::DeadLetter => {
+                type $ty = $crate::ops::DeadLetter;
+                $body
+            }
+        }
+    };
 }
 
 static CURRENT_SCHEMAS: LazyLock<Vec<Arc<Schema>>> = LazyLock::new(|| {

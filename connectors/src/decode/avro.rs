@@ -37,6 +37,8 @@ impl AvroMetricBatchDecoder {
 }
 
 impl Decoder for AvroMetricBatchDecoder {
+    type Rows = MetricSamplesBuilder;
+
     fn decode(
         &mut self,
         payload: &[u8],

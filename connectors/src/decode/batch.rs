@@ -380,3 +380,17 @@ impl Staging {
             + self.rows.capacity() * size_of::<StagedRow>()
     }
 }
+
+impl super::RowBuilder for MetricSamplesBuilder {
+    fn len(&self) -> usize {
+        MetricSamplesBuilder::len(self)
+    }
+
+    fn estimated_memory_bytes(&self) -> usize {
+        MetricSamplesBuilder::estimated_memory_bytes(self)
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        MetricSamplesBuilder::finish(self)
+    }
+}

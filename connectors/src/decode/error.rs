@@ -78,6 +78,43 @@ pub enum DecodeError {
         field: String,
         line: usize,
     },
+    /// An `otlp_proto` record that is not a protobuf message of the expected OTLP request type,
+    /// including one with a string field that is not UTF-8.
+    #[error(
+        "the record is not a valid OTLP protobuf {request}: {message}; check that the topic \
+         holds {request}s and that its encoding is otlp_proto, not otlp_json"
+    )]
+    InvalidProtobuf {
+        /// The expected message type, e.g. `ExportMetricsServiceRequest`.
+        request: &'static str,
+        message: String,
+    },
+    /// An `otlp_json` record that does not parse as the expected OTLP request type.
+    #[error(
+        "the record is not a valid OTLP/JSON {request} (line {line}, column {column}): \
+         {message}; OTLP/JSON has lowerCamelCase fields, hex trace and span ids and AnyValues \
+         such as {{\"stringValue\":..}}; check that the topic's encoding is otlp_json"
+    )]
+    InvalidOtlpJson {
+        /// The expected message type, e.g. `ExportLogsServiceRequest`.
+        request: &'static str,
+        /// 1-based line of the payload.
+        line: usize,
+        /// 1-based column within the line, as serde_json reports it.
+        column: usize,
+        message: String,
+    },
+    /// An OTLP request that decoded but breaks the OTLP data model, e.g. a span without a
+    /// trace id.
+    #[error("the {request} decoded but is not valid OTLP: {message}")]
+    InvalidOtlp {
+        /// The message type, e.g. `ExportTraceServiceRequest`.
+        request: &'static str,
+        message: String,
+    },
+    /// The record decoded but a value has no Arrow representation in its kind's schema.
+    #[error("the {kind} record decoded but cannot be stored as an Arrow row: {message}")]
+    Unrepresentable { kind: &'static str, message: String },
 }
 
 impl DecodeError {
@@ -92,6 +129,10 @@ impl DecodeError {
             DecodeError::NonFiniteValue { .. } => "non_finite_value",
             DecodeError::PrometheusParse { .. } => "prometheus_parse_error",
             DecodeError::DuplicateGpuField { .. } => "duplicate_gpu_field",
+            DecodeError::InvalidProtobuf { .. } => "invalid_protobuf",
+            DecodeError::InvalidOtlpJson { .. } => "invalid_json",
+            DecodeError::InvalidOtlp { .. } => "invalid_otlp",
+            DecodeError::Unrepresentable { .. } => "unrepresentable",
         }
     }
 

@@ -62,6 +62,8 @@ impl JsonLinesDecoder {
 }
 
 impl Decoder for JsonLinesDecoder {
+    type Rows = MetricSamplesBuilder;
+
     fn decode(
         &mut self,
         payload: &[u8],

@@ -1,13 +1,18 @@
 //! Turning record payloads from Kafka into Arrow [`RecordBatch`](arrow::record_batch::RecordBatch)es.
 //!
-//! Every decoder appends to a [`MetricSamplesBuilder`], whose batches follow one schema,
-//! [`metric_samples_schema`], whatever the wire format:
+//! A [`Decoder`] appends the rows of one record to its [`RowBuilder`]. Metric decoders share
+//! one builder, [`MetricSamplesBuilder`], whose batches follow one schema,
+//! [`metric_samples_schema`], whatever the wire format; decoders of other kinds append one row
+//! per record to [`RecordRows`] in the kind's [`record_schema`]:
 //!
 //! | decoder | payload |
 //! |---|---|
 //! | [`AvroMetricBatchDecoder`] | a `MetricBatch` as plain Avro, Confluent-framed Avro or JSON ([`Codec`](opsloop_schemas::Codec)) |
 //! | [`JsonLinesDecoder`] | JSON lines: `MetricBatch` objects or flat sample objects |
 //! | [`PrometheusTextDecoder`] | a Prometheus text page (exposition format 0.0.4), e.g. from node-exporter or dcgm-exporter |
+//! | [`OtlpMetricsDecoder`] | an OTLP `ExportMetricsServiceRequest` as the OpenTelemetry Collector's Kafka exporter writes it (`otlp_proto` or `otlp_json`) |
+//! | [`AvroRecordDecoder`] | any other record kind (logs, spans, GPU and feature samples, alerts, incidents, ...) in the codec formats, one row each in [`record_schema`] |
+//! | [`OtlpLogsDecoder`], [`OtlpTracesDecoder`] | an OTLP `ExportLogsServiceRequest` / `ExportTraceServiceRequest` from the collector's Kafka exporter, one row per log record / span in [`record_schema`] |
 //!
 //! [`dcgm_gpu_samples`] reads a dcgm-exporter page into one
 //! [`GpuSample`](opsloop_schemas::telemetry::GpuSample) per GPU for `telemetry.gpu`.
@@ -21,7 +26,9 @@ mod batch;
 mod dcgm;
 mod error;
 mod json;
+pub mod otlp;
 mod prometheus;
+mod records;
 mod time;
 
 pub use avro::AvroMetricBatchDecoder;
@@ -29,9 +36,16 @@ pub use batch::{MetricSamplesBuilder, TIME_ZONE, metric_samples_schema};
 pub use dcgm::{DCGM_FIELD_PREFIX, DcgmGpuDecoder, dcgm_gpu_samples};
 pub use error::DecodeError;
 pub use json::JsonLinesDecoder;
+pub use otlp::{
+    OTLP_LOGS_TOPIC, OTLP_METRICS_TOPIC, OTLP_SOURCE, OTLP_SPANS_TOPIC, OtlpEncoding,
+    OtlpLogsDecoder, OtlpMetricsDecoder, OtlpTracesDecoder,
+};
 pub use prometheus::{PROMETHEUS_SOURCE, PrometheusTextDecoder};
+pub use records::{AvroRecordDecoder, RecordRows, record_schema};
 pub use time::parse_rfc3339_us;
 
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
 use batch::{Span, Staging};
 
 /// Largest record a decoder accepts unless configured otherwise: 1 MiB, Kafka's default
@@ -70,15 +84,40 @@ impl<'a> RecordContext<'a> {
     }
 }
 
-/// Decodes one record payload into metric samples.
-pub trait Decoder {
-    /// Appends the samples of `payload` to `out` and returns how many. On error nothing has
+/// An Arrow batch under construction that a [`Decoder`] appends rows to.
+pub trait RowBuilder: Send {
+    /// Rows appended since the last [`finish`](Self::finish).
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Approximate heap bytes held, to cut batches by memory rather than by row count.
+    fn estimated_memory_bytes(&self) -> usize;
+
+    /// Builds a batch of every row appended so far and empties the builder. The error is
+    /// Arrow's column validation, which fails only if the builder itself has a bug.
+    fn finish(&mut self) -> Result<RecordBatch, ArrowError>;
+}
+
+/// Decodes one record payload into rows of an Arrow batch.
+pub trait Decoder: Send {
+    /// The batch the rows go to; its schema is the decoder's output schema.
+    type Rows: RowBuilder + Default;
+
+    /// A builder for this decoder's rows.
+    fn new_rows(&self) -> Self::Rows {
+        Self::Rows::default()
+    }
+
+    /// Appends the rows of `payload` to `out` and returns how many. On error nothing has
     /// been appended.
     fn decode(
         &mut self,
         payload: &[u8],
         context: &RecordContext<'_>,
-        out: &mut MetricSamplesBuilder,
+        out: &mut Self::Rows,
     ) -> Result<usize, DecodeError>;
 }
 

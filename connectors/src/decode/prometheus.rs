@@ -12,6 +12,8 @@
 //! (`{quantile=..}`) and untyped series are all just samples with labels. `# HELP` and `# TYPE`
 //! lines are checked for form; other comments are ignored.
 
+use opsloop_schemas::telemetry::{MetricBatch, MetricSample};
+
 use super::batch::{Span, StagedRow, Staging};
 use super::{
     DEFAULT_MAX_RECORD_BYTES, DecodeError, Decoder, FallbackEntity, MetricSamplesBuilder,
@@ -79,9 +81,64 @@ impl PrometheusTextDecoder {
     pub fn skipped_non_finite(&self) -> u64 {
         self.skipped_non_finite
     }
+
+    /// The samples of `page` as one [`MetricBatch`] per entity, in order of first appearance,
+    /// for publishing a scrape to `telemetry.metrics`. Entities and times follow the same rules
+    /// as [`Decoder::decode`], with `fallback_entity` in place of the record key.
+    pub fn metric_batches(
+        &mut self,
+        page: &str,
+        default_time_us: i64,
+        fallback_entity: &str,
+    ) -> Result<Vec<MetricBatch>, DecodeError> {
+        check_size(page.as_bytes(), self.max_record_bytes)?;
+        let mut staging = Staging::default();
+        let skipped = parse_page(
+            page,
+            default_time_us,
+            &self.source,
+            &mut FallbackEntity::new(Some(fallback_entity.as_bytes())),
+            &mut staging,
+        )?;
+        let mut batches: Vec<MetricBatch> = Vec::new();
+        for row in staging.rows() {
+            let entity = staging.get(row.entity, page);
+            let batch = match batches.iter().position(|b| b.entity == entity) {
+                Some(index) => &mut batches[index],
+                None => {
+                    batches.push(MetricBatch {
+                        entity: entity.to_owned(),
+                        source: self.source.clone(),
+                        samples: Vec::new(),
+                    });
+                    let last = batches.len() - 1;
+                    &mut batches[last]
+                }
+            };
+            batch.samples.push(MetricSample {
+                name: staging.get(row.name, page).to_owned(),
+                labels: staging
+                    .labels(row.labels)
+                    .iter()
+                    .map(|&(key, value)| {
+                        (
+                            staging.get(key, page).to_owned(),
+                            staging.get(value, page).to_owned(),
+                        )
+                    })
+                    .collect(),
+                value: row.value,
+                time_us: row.time_us,
+            });
+        }
+        self.skipped_non_finite += skipped;
+        Ok(batches)
+    }
 }
 
 impl Decoder for PrometheusTextDecoder {
+    type Rows = MetricSamplesBuilder;
+
     fn decode(
         &mut self,
         payload: &[u8],

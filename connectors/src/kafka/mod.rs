@@ -1,7 +1,19 @@
-//! Kafka client configuration and topic administration.
+//! Kafka clients: configuration, topic administration, the consumer-group source, the
+//! idempotent sink, the typed record writer and the dead-letter writer.
 
 mod admin;
 mod config;
+mod dead_letter;
+mod sink;
+mod source;
+mod writer;
 
 pub use admin::{TopicCreated, TopicRequest, create_topics};
 pub use config::KafkaConfig;
+pub use dead_letter::{DeadLetterWriter, EMPTY_PAYLOAD, headers as dead_letter_headers};
+pub use sink::{Delivered, DeliveryWindow, KafkaSink, OutgoingRecord, PendingDelivery, SinkConfig};
+pub use source::{
+    BatchOffsets, KafkaSource, OffsetCommitter, PartitionProgress, SourceBatch, SourceConfig,
+    StartOffset,
+};
+pub use writer::RecordWriter;

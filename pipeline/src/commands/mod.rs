@@ -1,5 +1,9 @@
 //! One module per subcommand; each owns its clap arguments and a `run` function.
 
+pub(crate) mod broker;
+pub(crate) mod collect;
 pub(crate) mod demo;
+pub(crate) mod generate;
+pub(crate) mod publish;
 pub(crate) mod schemas;
 pub(crate) mod topics;

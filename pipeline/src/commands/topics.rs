@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use opsloop_connectors::kafka::{KafkaConfig, TopicCreated, TopicRequest, create_topics};
+use opsloop_connectors::kafka::{TopicCreated, TopicRequest, create_topics};
 use opsloop_schemas::topics;
+
+use super::broker::BrokerArgs;
 
 #[derive(Debug, Args)]
 pub(crate) struct TopicsArgs {
@@ -24,9 +26,8 @@ enum TopicsAction {
 
 #[derive(Debug, Args)]
 struct CreateArgs {
-    /// Bootstrap brokers, host:port[,host:port...].
-    #[arg(long, env = "OPSLOOP_BROKERS", default_value = "127.0.0.1:9092")]
-    brokers: String,
+    #[command(flatten)]
+    broker: BrokerArgs,
     /// Partitions for every topic, replacing each topic's default.
     #[arg(long)]
     partitions: Option<i32>,
@@ -84,10 +85,10 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
     if let Some(bad) = requests.iter().find(|r| r.partitions < 1) {
         bail!("{} needs at least one partition", bad.name);
     }
-    let kafka = KafkaConfig::new(&args.brokers);
+    let kafka = args.broker.kafka_config()?;
     let results = create_topics(&kafka, &requests, Duration::from_secs(args.timeout_s))
         .await
-        .with_context(|| format!("creating topics on {}", args.brokers))?;
+        .with_context(|| format!("creating topics on {}", args.broker.brokers))?;
     for (request, (name, outcome)) in requests.iter().zip(results) {
         let what = match outcome {
             TopicCreated::Created => "created",

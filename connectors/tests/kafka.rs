@@ -1,0 +1,742 @@
+//! The source and sink through a real broker: every format end to end (Confluent Avro, JSON
+//! lines, a dcgm-exporter page, OTLP proto and JSON), a consumer group that
+//! loses a member mid-stream, and a corpus of bad records that all reach the dead-letter topic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::Float64Type;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan, Status};
+use opsloop_connectors::Retry;
+use opsloop_connectors::decode::{
+    AvroMetricBatchDecoder, Decoder, JsonLinesDecoder, OtlpEncoding, OtlpMetricsDecoder,
+    OtlpTracesDecoder, PrometheusTextDecoder,
+};
+use opsloop_connectors::kafka::{
+    DeadLetterWriter, KafkaConfig, KafkaSink, KafkaSource, OutgoingRecord, SinkConfig, SourceBatch,
+    SourceConfig, dead_letter_headers,
+};
+use opsloop_connectors::metrics::SourceMetrics;
+use opsloop_schemas::telemetry::{MetricBatch, MetricSample};
+use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
+use opsloop_tests::{TestBroker, unique_name};
+use prost::Message as _;
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn confluent() -> Codec {
+    Codec::new(WireFormat::Confluent, Arc::new(SchemaRegistry::builtin()))
+}
+
+fn metric_batch(entity: &str, seq: usize) -> MetricBatch {
+    MetricBatch {
+        entity: entity.to_owned(),
+        source: "test".to_owned(),
+        samples: vec![
+            MetricSample {
+                name: "seq".to_owned(),
+                labels: BTreeMap::from([("db".to_owned(), entity.to_owned())]),
+                value: seq as f64,
+                time_us: 1_795_003_200_000_000 + seq as i64,
+            },
+            MetricSample {
+                name: "db_query_latency_ms".to_owned(),
+                labels: BTreeMap::new(),
+                value: 12.5,
+                time_us: 1_795_003_200_000_000 + seq as i64,
+            },
+        ],
+    }
+}
+
+struct Harness {
+    broker: TestBroker,
+    sink: KafkaSink,
+    dead_letter_topic: String,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let broker = TestBroker::start().await.expect("broker starts");
+        let sink = KafkaSink::new(&large_records(broker.kafka_config()), SinkConfig::default())
+            .expect("sink");
+        let dead_letter_topic = broker
+            .create_topic("deadletter", 1)
+            .await
+            .expect("dead-letter topic");
+        Harness {
+            broker,
+            sink,
+            dead_letter_topic,
+        }
+    }
+
+    fn source<D: Decoder + 'static>(
+        &self,
+        topic: &str,
+        group: &str,
+        decoder: D,
+    ) -> (KafkaSource, SourceMetrics) {
+        let metrics = SourceMetrics::unregistered(&unique_name("source"));
+        let mut config = SourceConfig::new("test", vec![topic.to_owned()], group);
+        config.max_batch_delay = Duration::from_millis(50);
+        config.session_timeout = Duration::from_secs(6);
+        let source = KafkaSource::start(
+            &large_records(self.broker.kafka_config()),
+            config,
+            decoder,
+            DeadLetterWriter::new(self.sink.clone(), &self.dead_letter_topic),
+            metrics.clone(),
+        )
+        .expect("source starts");
+        (source, metrics)
+    }
+
+    async fn send(&self, topic: &str, key: &str, payload: &[u8]) {
+        self.sink
+            .send(OutgoingRecord::new(topic, Some(key.as_bytes()), payload))
+            .await
+            .expect("delivered");
+    }
+
+    /// Every dead letter: (reason code, source topic, payload length).
+    async fn dead_letters(&self, expected: usize) -> Vec<(String, String, usize)> {
+        let consumer: StreamConsumer = self
+            .broker
+            .kafka_config()
+            .client_config()
+            .set("group.id", unique_name("dlq-reader"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        consumer
+            .subscribe(&[self.dead_letter_topic.as_str()])
+            .expect("subscribe");
+        let mut letters = Vec::new();
+        tokio::time::timeout(DEADLINE, async {
+            while letters.len() < expected {
+                let message = consumer.recv().await.expect("dead letter");
+                let header = |name: &str| {
+                    let headers = message.headers().expect("dead letters carry headers");
+                    let value = headers
+                        .iter()
+                        .find(|h| h.key == name)
+                        .and_then(|h| h.value)
+                        .unwrap_or_else(|| panic!("header {name}"));
+                    String::from_utf8(value.to_vec()).expect("utf-8 header")
+                };
+                let offset: i64 = header(dead_letter_headers::SOURCE_OFFSET)
+                    .parse()
+                    .expect("decimal offset");
+                assert!(offset >= 0);
+                assert!(!header(dead_letter_headers::REASON).is_empty());
+                assert_eq!(
+                    message.key(),
+                    Some(header(dead_letter_headers::SOURCE_TOPIC).as_bytes()),
+                    "dead letters are keyed by source topic"
+                );
+                assert!(!header(dead_letter_headers::SOURCE_KEY).is_empty());
+                letters.push((
+                    header(dead_letter_headers::REASON_CODE),
+                    header(dead_letter_headers::SOURCE_TOPIC),
+                    message.payload().map_or(0, <[u8]>::len),
+                ));
+            }
+        })
+        .await
+        .expect("every dead letter arrives");
+        letters.sort();
+        letters
+    }
+}
+
+fn large_records(mut kafka: KafkaConfig) -> KafkaConfig {
+    kafka
+        .properties
+        .insert("message.max.bytes".to_owned(), (16 << 20).to_string());
+    kafka
+}
+
+/// Reads batches, committing each, until `done` says enough.
+async fn read_until(
+    source: &mut KafkaSource,
+    mut done: impl FnMut(&[SourceBatch]) -> bool,
+) -> Vec<SourceBatch> {
+    let committer = source.committer();
+    let mut batches = Vec::new();
+    tokio::time::timeout(DEADLINE, async {
+        while !done(&batches) {
+            let batch = source
+                .next_batch()
+                .await
+                .expect("source running")
+                .expect("no fatal error");
+            committer.commit(&batch.offsets).expect("commit");
+            batches.push(batch);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out after {} batches", batches.len()));
+    batches
+}
+
+fn rows(batches: &[SourceBatch]) -> usize {
+    batches.iter().map(|b| b.rows.num_rows()).sum()
+}
+
+fn records(batches: &[SourceBatch]) -> usize {
+    batches.iter().map(|b| b.records).sum()
+}
+
+/// `(entity, name) -> values` over every batch.
+fn values_by_series(batches: &[SourceBatch]) -> HashMap<(String, String), Vec<f64>> {
+    let mut series: HashMap<(String, String), Vec<f64>> = HashMap::new();
+    for batch in batches {
+        let rows: &RecordBatch = &batch.rows;
+        let entity = rows
+            .column_by_name("entity")
+            .expect("entity")
+            .as_string::<i32>();
+        let name = rows
+            .column_by_name("name")
+            .expect("name")
+            .as_string::<i32>();
+        let value = rows
+            .column_by_name("value")
+            .expect("value")
+            .as_primitive::<Float64Type>();
+        for row in 0..rows.num_rows() {
+            series
+                .entry((entity.value(row).to_owned(), name.value(row).to_owned()))
+                .or_default()
+                .push(value.value(row));
+        }
+    }
+    series
+}
+
+#[tokio::test]
+async fn confluent_avro_metric_batches_arrive_keyed_and_whole() {
+    let harness = Harness::start().await;
+    let topic = harness
+        .broker
+        .create_topic("metrics", 4)
+        .await
+        .expect("topic");
+    for seq in 0..200 {
+        let entity = format!("db-{}", seq % 8);
+        let payload = confluent()
+            .encode(&metric_batch(&entity, seq))
+            .expect("encode");
+        harness.send(&topic, &entity, &payload).await;
+    }
+    let (mut source, metrics) = harness.source(
+        &topic,
+        &unique_name("group"),
+        AvroMetricBatchDecoder::new(confluent()),
+    );
+    let batches = read_until(&mut source, |b| records(b) >= 200).await;
+    assert_eq!(records(&batches), 200);
+    assert_eq!(rows(&batches), 400, "two samples per record");
+    assert_eq!(metrics.records(), 200);
+
+    let series = values_by_series(&batches);
+    for db in 0..8 {
+        let seqs = &series[&(format!("db-{db}"), "seq".to_owned())];
+        assert_eq!(seqs.len(), 25);
+        // Keyed by entity: one partition per entity, so its records arrive in order.
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "db-{db} in order: {seqs:?}"
+        );
+    }
+    // Offsets cover the four partitions exactly once each record.
+    let mut per_partition = BTreeMap::new();
+    for batch in &batches {
+        for progress in batch.offsets.partitions() {
+            *per_partition.entry(progress.partition).or_insert(0) += progress.records;
+        }
+    }
+    assert_eq!(per_partition.values().sum::<usize>(), 200);
+    source.stop().await;
+}
+
+#[tokio::test]
+async fn json_lines_and_prometheus_pages_decode_through_the_broker() {
+    let harness = Harness::start().await;
+    let json_topic = harness
+        .broker
+        .create_topic("jsonl", 2)
+        .await
+        .expect("topic");
+    let page_topic = harness.broker.create_topic("dcgm", 2).await.expect("topic");
+    let lines = concat!(
+        r#"{"entity":"db-1","samples":[{"name":"cpu","value":0.5,"time_us":1795003200000000}]}"#,
+        "\n",
+        r#"{"entity":"db-1","name":"connections","value":42,"timestamp":"2026-11-25T12:00:00Z"}"#,
+        "\n"
+    );
+    harness.send(&json_topic, "db-1", lines.as_bytes()).await;
+    let page = include_str!("fixtures/dcgm-exporter.txt");
+    harness
+        .send(&page_topic, "gpu-node-1", page.as_bytes())
+        .await;
+
+    let (mut json_source, _) =
+        harness.source(&json_topic, &unique_name("group"), JsonLinesDecoder::new());
+    let json_batches = read_until(&mut json_source, |b| records(b) >= 1).await;
+    let series = values_by_series(&json_batches);
+    assert_eq!(series[&("db-1".to_owned(), "cpu".to_owned())], vec![0.5]);
+    assert_eq!(
+        series[&("db-1".to_owned(), "connections".to_owned())],
+        vec![42.0]
+    );
+
+    let (mut page_source, _) = harness.source(
+        &page_topic,
+        &unique_name("group"),
+        PrometheusTextDecoder::new(),
+    );
+    let page_batches = read_until(&mut page_source, |b| records(b) >= 1).await;
+    let series = values_by_series(&page_batches);
+    let utilisation: usize = series
+        .iter()
+        .filter(|((_, name), _)| name == "DCGM_FI_DEV_GPU_UTIL")
+        .map(|(_, values)| values.len())
+        .sum();
+    let expected_gpus = page
+        .lines()
+        .filter(|line| line.starts_with("DCGM_FI_DEV_GPU_UTIL{"))
+        .count();
+    assert!(expected_gpus > 0);
+    assert_eq!(utilisation, expected_gpus, "one utilisation sample per GPU");
+    assert_eq!(
+        rows(&page_batches),
+        page.lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .count(),
+        "every sample line of the page is a row"
+    );
+    json_source.stop().await;
+    page_source.stop().await;
+}
+
+fn service(name: &str) -> Option<Resource> {
+    Some(Resource {
+        attributes: vec![KeyValue {
+            key: "service.instance.id".to_owned(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(name.to_owned())),
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+fn otlp_gauge(instance: &str, value: f64) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: service(instance),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "db.client.connections.usage".to_owned(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            time_unix_nano: 1_795_003_200_000_000_000,
+                            value: Some(number_data_point::Value::AsDouble(value)),
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn otlp_spans(instance: &str) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: service(instance),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![OtlpSpan {
+                    trace_id: vec![7; 16],
+                    span_id: vec![1; 8],
+                    name: "SELECT features".to_owned(),
+                    start_time_unix_nano: 1_795_003_200_000_000_000,
+                    end_time_unix_nano: 1_795_003_200_002_500_000,
+                    status: Some(Status {
+                        code: 2,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[tokio::test]
+async fn otlp_requests_from_the_collector_exporter_decode_in_both_encodings() {
+    let harness = Harness::start().await;
+    for encoding in [OtlpEncoding::Proto, OtlpEncoding::Json] {
+        let metrics_topic = harness
+            .broker
+            .create_topic("otlp_metrics", 2)
+            .await
+            .expect("topic");
+        let spans_topic = harness
+            .broker
+            .create_topic("otlp_spans", 2)
+            .await
+            .expect("topic");
+        for (instance, value) in [("pg-1", 3.0), ("pg-2", 5.0)] {
+            let request = otlp_gauge(instance, value);
+            let payload = match encoding {
+                OtlpEncoding::Proto => request.encode_to_vec(),
+                OtlpEncoding::Json => serde_json::to_vec(&request).expect("json"),
+            };
+            harness.send(&metrics_topic, instance, &payload).await;
+        }
+        let spans = otlp_spans("pg-1");
+        let payload = match encoding {
+            OtlpEncoding::Proto => spans.encode_to_vec(),
+            OtlpEncoding::Json => serde_json::to_vec(&spans).expect("json"),
+        };
+        harness.send(&spans_topic, "trace", &payload).await;
+
+        let (mut metrics, _) = harness.source(
+            &metrics_topic,
+            &unique_name("group"),
+            OtlpMetricsDecoder::new(encoding),
+        );
+        let batches = read_until(&mut metrics, |b| records(b) >= 2).await;
+        let series = values_by_series(&batches);
+        let name = "db.client.connections.usage".to_owned();
+        assert_eq!(
+            series[&("pg-1".to_owned(), name.clone())],
+            vec![3.0],
+            "{encoding}"
+        );
+        assert_eq!(series[&("pg-2".to_owned(), name)], vec![5.0], "{encoding}");
+
+        let (mut traces, _) = harness.source(
+            &spans_topic,
+            &unique_name("group"),
+            OtlpTracesDecoder::new(encoding),
+        );
+        let batches = read_until(&mut traces, |b| records(b) >= 1).await;
+        let rows = &batches
+            .iter()
+            .find(|b| b.rows.num_rows() > 0)
+            .expect("a span")
+            .rows;
+        let duration = rows
+            .column_by_name("duration_us")
+            .expect("duration")
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0);
+        assert_eq!(duration, 2500, "{encoding}");
+        let status = rows
+            .column_by_name("status")
+            .expect("status")
+            .as_string::<i32>()
+            .value(0);
+        assert_eq!(status, "ERROR", "{encoding}");
+        metrics.stop().await;
+        traces.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_group_member_that_stops_mid_stream_loses_nothing() {
+    let harness = Harness::start().await;
+    let topic = harness
+        .broker
+        .create_topic("failover", 4)
+        .await
+        .expect("topic");
+    let group = unique_name("group");
+    let keys: Vec<String> = (0..40).map(|k| format!("db-{k}")).collect();
+    let per_key_first = 10;
+    let per_key_total = 20;
+    let send_round = |from: usize, to: usize| {
+        let harness = &harness;
+        let topic = &topic;
+        let keys = &keys;
+        async move {
+            for seq in from..to {
+                for key in keys {
+                    let payload = confluent().encode(&metric_batch(key, seq)).expect("encode");
+                    harness.send(topic, key, &payload).await;
+                }
+            }
+        }
+    };
+    send_round(0, per_key_first).await;
+
+    let (mut first, _) = harness.source(&topic, &group, AvroMetricBatchDecoder::new(confluent()));
+    let (mut second, _) = harness.source(&topic, &group, AvroMetricBatchDecoder::new(confluent()));
+
+    // Both members read until the first round is through, the first member then stops
+    // without warning its peer.
+    let mut seen: HashMap<(String, String), Vec<f64>> = HashMap::new();
+    let first_round = keys.len() * per_key_first;
+    let mut read_by_first = 0;
+    let mut read_by_second = 0;
+    tokio::time::timeout(DEADLINE, async {
+        while read_by_first + read_by_second < first_round {
+            tokio::select! {
+                Some(batch) = first.next_batch() => {
+                    let batch = batch.expect("first member");
+                    first.committer().commit(&batch.offsets).expect("commit");
+                    read_by_first += batch.records;
+                    merge(&mut seen, std::slice::from_ref(&batch));
+                }
+                Some(batch) = second.next_batch() => {
+                    let batch = batch.expect("second member");
+                    second.committer().commit(&batch.offsets).expect("commit");
+                    read_by_second += batch.records;
+                    merge(&mut seen, std::slice::from_ref(&batch));
+                }
+            }
+        }
+    })
+    .await
+    .expect("the first round is read");
+    first.stop().await;
+
+    send_round(per_key_first, per_key_total).await;
+    let expected: usize = keys.len() * per_key_total;
+    let remaining = read_until(&mut second, |batches| {
+        let mut all = seen.clone();
+        for (series, values) in values_by_series(batches) {
+            all.entry(series).or_default().extend(values);
+        }
+        keys.iter().all(|key| {
+            all.get(&(key.clone(), "seq".to_owned()))
+                .is_some_and(|values| distinct(values) == per_key_total)
+        })
+    })
+    .await;
+    merge(&mut seen, &remaining);
+
+    for key in &keys {
+        let values = &seen[&(key.clone(), "seq".to_owned())];
+        assert_eq!(
+            distinct(values),
+            per_key_total,
+            "{key}: every record processed at least once"
+        );
+        assert!(values.len() >= per_key_total);
+    }
+    let total: usize = keys
+        .iter()
+        .map(|key| seen[&(key.clone(), "seq".to_owned())].len())
+        .sum();
+    assert!(total >= expected);
+    second.stop().await;
+}
+
+fn merge(seen: &mut HashMap<(String, String), Vec<f64>>, batches: &[SourceBatch]) {
+    for (series, values) in values_by_series(batches) {
+        seen.entry(series).or_default().extend(values);
+    }
+}
+
+fn distinct(values: &[f64]) -> usize {
+    let mut sorted: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted.len()
+}
+
+#[tokio::test]
+async fn malformed_records_reach_the_dead_letter_topic_and_the_good_ones_flow() {
+    let harness = Harness::start().await;
+    let avro_topic = harness
+        .broker
+        .create_topic("bad-avro", 2)
+        .await
+        .expect("topic");
+    let text_topic = harness
+        .broker
+        .create_topic("bad-text", 2)
+        .await
+        .expect("topic");
+    let page_topic = harness
+        .broker
+        .create_topic("bad-page", 1)
+        .await
+        .expect("topic");
+    let otlp_topic = harness
+        .broker
+        .create_topic("bad-otlp", 1)
+        .await
+        .expect("topic");
+
+    let good = |seq| {
+        confluent()
+            .encode(&metric_batch("db-1", seq))
+            .expect("encode")
+    };
+    let mut wrong_magic = good(1);
+    wrong_magic[0] = 7;
+    let truncated = good(2)[..9].to_vec();
+    let mut not_finite = metric_batch("db-1", 3);
+    not_finite.samples[1].value = f64::INFINITY;
+    let not_finite = confluent().encode(&not_finite).expect("encode");
+    let huge = vec![b'x'; 10 << 20];
+    for payload in [
+        good(10),
+        wrong_magic,
+        good(11),
+        truncated,
+        not_finite,
+        huge.clone(),
+        good(12),
+    ] {
+        harness.send(&avro_topic, "db-1", &payload).await;
+    }
+    harness
+        .send(
+            &text_topic,
+            "db-2",
+            b"{\"name\":\"cpu\",\"value\":1,\"time_us\":1}\n",
+        )
+        .await;
+    harness
+        .send(
+            &text_topic,
+            "db-2",
+            b"{\"name\":\"cpu\",\"value\":\xff\xfe}\n",
+        )
+        .await;
+    harness
+        .send(
+            &text_topic,
+            "db-2",
+            b"{\"name\":\"cpu\",\"value\":\"NaN\",\"time_us\":1}\n",
+        )
+        .await;
+    harness
+        .send(&text_topic, "db-2", b"{\"name\":\"cpu\",\"val")
+        .await;
+    harness
+        .send(&page_topic, "node-1", b"up 1\nbroken{line 2\n")
+        .await;
+    harness
+        .send(&page_topic, "node-1", b"up 1\nload 0.5\n")
+        .await;
+    let otlp = otlp_gauge("pg-9", 1.0).encode_to_vec();
+    harness
+        .send(&otlp_topic, "pg-9", &otlp[..otlp.len() - 3])
+        .await;
+    harness.send(&otlp_topic, "pg-9", &otlp).await;
+
+    let (mut avro, avro_metrics) = harness.source(
+        &avro_topic,
+        &unique_name("group"),
+        AvroMetricBatchDecoder::new(confluent()).with_max_record_bytes(1 << 20),
+    );
+    let (mut text, _) = harness.source(&text_topic, &unique_name("group"), JsonLinesDecoder::new());
+    let (mut page, _) = harness.source(
+        &page_topic,
+        &unique_name("group"),
+        PrometheusTextDecoder::new(),
+    );
+    let (mut otlp, _) = harness.source(
+        &otlp_topic,
+        &unique_name("group"),
+        OtlpMetricsDecoder::new(OtlpEncoding::Proto),
+    );
+
+    let avro_batches = read_until(&mut avro, |b| records(b) >= 7).await;
+    let seqs = &values_by_series(&avro_batches)[&("db-1".to_owned(), "seq".to_owned())];
+    assert_eq!(seqs, &vec![10.0, 11.0, 12.0], "every good record processed");
+    assert_eq!(
+        avro_batches.iter().map(|b| b.dead_letters).sum::<usize>(),
+        4
+    );
+    assert_eq!(avro_metrics.dead_letters("bad_magic"), 1);
+    assert_eq!(avro_metrics.dead_letters("too_large"), 1);
+
+    let text_batches = read_until(&mut text, |b| records(b) >= 4).await;
+    assert_eq!(rows(&text_batches), 1);
+    let page_batches = read_until(&mut page, |b| records(b) >= 2).await;
+    assert_eq!(rows(&page_batches), 2, "the good page's two samples");
+
+    let otlp_batches = read_until(&mut otlp, |b| records(b) >= 2).await;
+    assert_eq!(rows(&otlp_batches), 1, "the whole request's one point");
+
+    let letters = harness.dead_letters(9).await;
+    let reasons: Vec<(&str, &str)> = letters
+        .iter()
+        .map(|(reason, topic, _)| (reason.as_str(), topic.as_str()))
+        .collect();
+    let mut expected = vec![
+        ("bad_magic", avro_topic.as_str()),
+        ("invalid_json", text_topic.as_str()),
+        ("invalid_protobuf", otlp_topic.as_str()),
+        ("invalid_utf8", text_topic.as_str()),
+        ("non_finite_value", avro_topic.as_str()),
+        ("non_finite_value", text_topic.as_str()),
+        ("prometheus_parse_error", page_topic.as_str()),
+        ("too_large", avro_topic.as_str()),
+        ("truncated", avro_topic.as_str()),
+    ];
+    expected.sort();
+    assert_eq!(reasons, expected);
+    let huge_letter = letters
+        .iter()
+        .find(|(reason, _, _)| reason == "too_large")
+        .expect("the 10 MB record");
+    assert_eq!(
+        huge_letter.2,
+        huge.len(),
+        "the dead letter keeps the original bytes"
+    );
+    for source in [avro, text, page, otlp] {
+        source.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_record_the_producer_cannot_send_fails_with_a_clear_fatal_error() {
+    let broker = TestBroker::start().await.expect("broker");
+    let topic = broker.create_topic("oversized", 1).await.expect("topic");
+    let sink = KafkaSink::new(&broker.kafka_config(), SinkConfig::default()).expect("sink");
+    let oversized = vec![0u8; 2 << 20];
+    let error = sink
+        .send(OutgoingRecord::new(&topic, None, &oversized))
+        .await
+        .expect_err("over the producer's 1 MB message.max.bytes");
+    assert_eq!(error.retry(), Retry::Never);
+    let message = error.to_string();
+    assert!(message.contains(&topic), "{message}");
+    // The same sink still delivers records that fit.
+    let delivered = sink
+        .send(OutgoingRecord::new(&topic, Some(b"k"), b"fits"))
+        .await
+        .expect("a record that fits is delivered");
+    assert_eq!(delivered.partition, 0);
+    assert!(delivered.offset >= 0);
+}

@@ -152,3 +152,35 @@ impl SourceMetrics {
         self.records.get()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letters_are_exposed_per_source_and_reason() {
+        let mut registry = Registry::default();
+        let metrics = ConnectorMetrics::register(&mut registry);
+        let gpu = metrics.source("gpu");
+        gpu.dead_letter("invalid_utf8");
+        gpu.dead_letter("invalid_utf8");
+        metrics.source("metrics").dead_letter("truncated");
+        gpu.records.inc_by(5);
+
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        assert!(
+            text.contains(r#"opsloop_dead_letters_total{source="gpu",reason="invalid_utf8"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"opsloop_dead_letters_total{source="metrics",reason="truncated"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"opsloop_source_records_total{source="gpu"} 5"#),
+            "{text}"
+        );
+        assert_eq!(gpu.dead_letters("invalid_utf8"), 2);
+    }
+}

@@ -13,8 +13,8 @@ use opsloop_connectors::kafka::{
     DeadLetterWriter, KafkaSink, KafkaSource, SinkConfig, SourceBatch, SourceConfig,
 };
 use opsloop_connectors::metrics::SourceMetrics;
-use opsloop_schemas::telemetry::{GpuSample, LogRecord};
-use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
+use opsloop_schemas::telemetry::{GpuSample, LogRecord, MetricBatch, MetricSample};
+use opsloop_schemas::{Codec, RecordKind, SchemaRegistry, WireFormat};
 use opsloop_tests::{TestBroker, unique_name};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -117,6 +117,24 @@ async fn publish_sends_json_lines_and_csv_as_keyed_avro() {
          db-5,latency_ms,40,2026-11-25T12:00:00Z,\n",
     )
     .expect("csv");
+    let avro = dir.path().join("batches.avro");
+    let container = serde_avro_fast::object_container_file_encoding::write_all(
+        RecordKind::MetricBatch.schema(),
+        serde_avro_fast::object_container_file_encoding::Compression::Null,
+        Vec::new(),
+        ["db-6", "db-7"].map(|entity| MetricBatch {
+            entity: entity.to_owned(),
+            source: "avro-file".to_owned(),
+            samples: vec![MetricSample {
+                name: "qps".to_owned(),
+                labels: Default::default(),
+                value: 250.0,
+                time_us: 1_795_003_200_000_000,
+            }],
+        }),
+    )
+    .expect("container file");
+    std::fs::write(&avro, container).expect("avro file");
     let out = succeeded(
         &opsloop(vec![
             "publish".into(),
@@ -128,21 +146,23 @@ async fn publish_sends_json_lines_and_csv_as_keyed_avro() {
             "MetricBatch".into(),
             jsonl.display().to_string(),
             csv.display().to_string(),
+            avro.display().to_string(),
         ])
         .await,
     );
-    // Three JSON lines, and the CSV's rows grouped per entity: db-4 (two rows), db-5.
-    assert!(out.contains("published 5 MetricBatch records"), "{out}");
+    // Three JSON lines, the CSV's rows grouped per entity (db-4 with two rows, db-5), and the
+    // container file's two records.
+    assert!(out.contains("published 7 MetricBatch records"), "{out}");
 
-    let batches = read_topic(&broker, &topic, AvroMetricBatchDecoder::new(confluent()), 5).await;
+    let batches = read_topic(&broker, &topic, AvroMetricBatchDecoder::new(confluent()), 7).await;
     let entities: BTreeSet<String> = strings(&batches, "entity").into_iter().collect();
     assert_eq!(
         entities,
-        ["db-1", "db-2", "db-3", "db-4", "db-5"]
+        ["db-1", "db-2", "db-3", "db-4", "db-5", "db-6", "db-7"]
             .map(String::from)
             .into()
     );
-    assert_eq!(batches.iter().map(|b| b.rows.num_rows()).sum::<usize>(), 6);
+    assert_eq!(batches.iter().map(|b| b.rows.num_rows()).sum::<usize>(), 8);
 
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "entity,name,value,time_us\ndb-1,cpu,not-a-number,1\n").expect("csv");

@@ -32,6 +32,7 @@ struct RebalanceLabels {
 #[derive(Debug, Clone, Default)]
 pub struct ConnectorMetrics {
     records: Family<SourceLabel, Counter>,
+    skipped: Family<SourceLabel, Counter>,
     bytes: Family<SourceLabel, Counter>,
     rows: Family<SourceLabel, Counter>,
     batches: Family<SourceLabel, Counter>,
@@ -48,6 +49,11 @@ impl ConnectorMetrics {
             "opsloop_source_records",
             "Kafka records read",
             metrics.records.clone(),
+        );
+        registry.register(
+            "opsloop_source_skipped_records",
+            "Records skipped on restart because the last checkpoint already covers them",
+            metrics.skipped.clone(),
         );
         registry.register(
             "opsloop_source_bytes",
@@ -90,6 +96,7 @@ impl ConnectorMetrics {
         SourceMetrics {
             name: source.to_owned(),
             records: self.records.get_or_create(&label).clone(),
+            skipped: self.skipped.get_or_create(&label).clone(),
             bytes: self.bytes.get_or_create(&label).clone(),
             rows: self.rows.get_or_create(&label).clone(),
             batches: self.batches.get_or_create(&label).clone(),
@@ -105,6 +112,7 @@ impl ConnectorMetrics {
 pub struct SourceMetrics {
     name: String,
     pub(crate) records: Counter,
+    pub(crate) skipped: Counter,
     pub(crate) bytes: Counter,
     pub(crate) rows: Counter,
     pub(crate) batches: Counter,
@@ -147,9 +155,14 @@ impl SourceMetrics {
             .inc();
     }
 
-    /// Records read so far.
+    /// Records read so far, not counting those skipped on resume.
     pub fn records(&self) -> u64 {
         self.records.get()
+    }
+
+    /// Records skipped because a checkpoint already covered them.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.get()
     }
 }
 

@@ -268,10 +268,40 @@ async fn confluent_avro_metric_batches_arrive_keyed_and_whole() {
     for batch in &batches {
         for progress in batch.offsets.partitions() {
             *per_partition.entry(progress.partition).or_insert(0) += progress.records;
+            // Event time comes from the samples (base + seq µs), not the record timestamps.
+            assert!(
+                (1_795_003_200_000_000..1_795_003_200_000_200)
+                    .contains(&progress.max_event_time_us),
+                "{progress:?}"
+            );
         }
     }
     assert_eq!(per_partition.values().sum::<usize>(), 200);
     source.stop().await;
+
+    // A new group resuming from offsets 10 on every partition skips what lies below them.
+    let resume: HashMap<i32, i64> = (0..4).map(|partition| (partition, 10)).collect();
+    let metrics = SourceMetrics::unregistered(&unique_name("resume"));
+    let mut config = SourceConfig::new("resume", vec![topic.clone()], unique_name("group"));
+    config.max_batch_delay = Duration::from_millis(50);
+    config.resume_from = HashMap::from([(topic.clone(), resume)]);
+    let mut resumed = KafkaSource::start(
+        &harness.broker.kafka_config(),
+        config,
+        AvroMetricBatchDecoder::new(confluent()),
+        DeadLetterWriter::new(harness.sink.clone(), &harness.dead_letter_topic),
+        metrics.clone(),
+    )
+    .expect("source starts");
+    let batches = read_until(&mut resumed, |b| records(b) >= 160).await;
+    assert_eq!(records(&batches), 160, "40 records skipped on 4 partitions");
+    assert_eq!(metrics.skipped(), 40);
+    for batch in &batches {
+        for progress in batch.offsets.partitions() {
+            assert!(progress.next_offset > 10, "{progress:?}");
+        }
+    }
+    resumed.stop().await;
 }
 
 #[tokio::test]

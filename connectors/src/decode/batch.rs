@@ -390,6 +390,10 @@ impl super::RowBuilder for MetricSamplesBuilder {
         MetricSamplesBuilder::estimated_memory_bytes(self)
     }
 
+    fn max_event_time_us(&self, from: usize) -> Option<i64> {
+        self.time.values_slice().get(from..)?.iter().copied().max()
+    }
+
     fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         MetricSamplesBuilder::finish(self)
     }

@@ -96,6 +96,13 @@ pub trait RowBuilder: Send {
     /// Approximate heap bytes held, to cut batches by memory rather than by row count.
     fn estimated_memory_bytes(&self) -> usize;
 
+    /// The largest event time (µs) among the rows appended at or after row `from`, when the
+    /// rows carry one in a known column; `None` otherwise, and the record timestamp stands in.
+    fn max_event_time_us(&self, from: usize) -> Option<i64> {
+        let _ = from;
+        None
+    }
+
     /// Builds a batch of every row appended so far and empties the builder. The error is
     /// Arrow's column validation, which fails only if the builder itself has a bug.
     fn finish(&mut self) -> Result<RecordBatch, ArrowError>;

@@ -19,7 +19,7 @@
 //! handed over; committing them may fail (the partition moved) and they are then read again
 //! by the new owner, which at-least-once allows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,6 +68,10 @@ pub struct SourceConfig {
     /// Cap on librdkafka's prefetch queue per partition (`queued.max.messages.kbytes`).
     pub max_prefetch_kbytes: usize,
     pub session_timeout: Duration,
+    /// Per topic and partition, the first offset not covered by the pipeline's last
+    /// checkpoint. Records below it were processed before a restart whose offsets may not
+    /// have been committed yet; they are skipped instead of processed twice.
+    pub resume_from: HashMap<String, HashMap<i32, i64>>,
 }
 
 impl SourceConfig {
@@ -83,6 +87,7 @@ impl SourceConfig {
             max_in_flight_batches: 4,
             max_prefetch_kbytes: 16 * 1024,
             session_timeout: Duration::from_secs(10),
+            resume_from: HashMap::new(),
         }
     }
 }
@@ -96,8 +101,9 @@ pub struct PartitionProgress {
     pub next_offset: i64,
     /// Records of this partition in the batch, dead letters included.
     pub records: usize,
-    /// Largest record timestamp (µs) seen in the batch, for per-partition watermarks.
-    pub max_timestamp_us: i64,
+    /// Largest event time (µs) of the partition's rows in the batch, for per-partition
+    /// watermarks: the rows' own time where the decoder knows it, else the record timestamp.
+    pub max_event_time_us: i64,
 }
 
 /// Offsets covered by one or more batches, per partition.
@@ -107,7 +113,7 @@ pub struct BatchOffsets {
 }
 
 impl BatchOffsets {
-    fn record(&mut self, topic: &str, partition: i32, offset: i64, timestamp_us: i64) {
+    fn record(&mut self, topic: &str, partition: i32, offset: i64, event_time_us: i64) {
         let entry = match self.partitions.get_mut(&(Arc::from(topic), partition)) {
             Some(entry) => entry,
             None => self
@@ -118,12 +124,12 @@ impl BatchOffsets {
                     partition,
                     next_offset: offset + 1,
                     records: 0,
-                    max_timestamp_us: i64::MIN,
+                    max_event_time_us: i64::MIN,
                 }),
         };
         entry.next_offset = entry.next_offset.max(offset + 1);
         entry.records += 1;
-        entry.max_timestamp_us = entry.max_timestamp_us.max(timestamp_us);
+        entry.max_event_time_us = entry.max_event_time_us.max(event_time_us);
     }
 
     /// Folds `later` in: the furthest offset per partition wins.
@@ -138,7 +144,7 @@ impl BatchOffsets {
                 });
             entry.next_offset = entry.next_offset.max(progress.next_offset);
             entry.records += progress.records;
-            entry.max_timestamp_us = entry.max_timestamp_us.max(progress.max_timestamp_us);
+            entry.max_event_time_us = entry.max_event_time_us.max(progress.max_event_time_us);
         }
     }
 
@@ -430,17 +436,26 @@ impl<D: Decoder> Reader<D> {
             .timestamp()
             .to_millis()
             .map_or_else(now_us, |ms| ms.saturating_mul(1000));
+        let resume_at = self
+            .config
+            .resume_from
+            .get(message.topic())
+            .and_then(|partitions| partitions.get(&message.partition()));
+        if resume_at.is_some_and(|&next| message.offset() < next) {
+            self.metrics.skipped.inc();
+            return Ok(());
+        }
         self.metrics.records.inc();
         open.records += 1;
-        open.offsets.record(
-            message.topic(),
-            message.partition(),
-            message.offset(),
-            timestamp_us,
-        );
         open.deadline
             .get_or_insert_with(|| Instant::now() + self.config.max_batch_delay);
         let Some(payload) = message.payload() else {
+            open.offsets.record(
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                timestamp_us,
+            );
             return self
                 .dead_letter(message, EMPTY_PAYLOAD, "the record has no payload", open)
                 .await;
@@ -450,7 +465,19 @@ impl<D: Decoder> Reader<D> {
         if let Some(key) = message.key() {
             context = context.with_key(key);
         }
-        match self.decoder.decode(payload, &context, &mut self.rows) {
+        let first_row = self.rows.len();
+        let decoded = self.decoder.decode(payload, &context, &mut self.rows);
+        let event_time_us = self
+            .rows
+            .max_event_time_us(first_row)
+            .unwrap_or(timestamp_us);
+        open.offsets.record(
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            event_time_us,
+        );
+        match decoded {
             Ok(_) => Ok(()),
             Err(error) => {
                 self.dead_letter(message, error.reason_code(), &error.to_string(), open)

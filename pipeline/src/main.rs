@@ -1,6 +1,8 @@
 //! The `opsloop` command line.
 
 mod commands;
+mod config;
+mod metrics_endpoint;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -16,9 +18,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the embedded demo: no broker needed.
+    /// Run the embedded default: the simulated fleet through the engine, no broker needed.
     Demo(commands::demo::DemoArgs),
-    /// Print or export the Avro schemas of the topic contract.
+    /// Print, export or round-trip the Avro schemas of the topic contract.
     Schemas(commands::schemas::SchemasArgs),
     /// Show or create the contract's Kafka topics.
     Topics(commands::topics::TopicsArgs),
@@ -28,6 +30,8 @@ enum Command {
     Collect(commands::collect::CollectArgs),
     /// Publish a synthetic fleet's telemetry with scheduled faults.
     Generate(commands::generate::GenerateArgs),
+    /// Run the engine: Kafka sources, SQL detectors per window, alerts to ops.alerts.
+    Run(commands::run::RunArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,12 +43,13 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo(args) => commands::demo::run(args),
+        Command::Demo(args) => async_main(commands::demo::run(args)),
         Command::Schemas(args) => commands::schemas::run(args),
         Command::Topics(args) => async_main(commands::topics::run(args)),
         Command::Publish(args) => async_main(commands::publish::run(args)),
         Command::Collect(args) => async_main(commands::collect::run(args)),
         Command::Generate(args) => async_main(commands::generate::run(args)),
+        Command::Run(args) => async_main(commands::run::run(args)),
     }
 }
 

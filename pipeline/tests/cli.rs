@@ -21,12 +21,43 @@ fn stdout_of(output: &Output) -> String {
 }
 
 #[test]
-fn demo_round_trips_every_record_kind() {
-    let out = stdout_of(&opsloop(&["demo", "--iterations", "10"]));
+fn schemas_roundtrip_covers_every_record_kind() {
+    let out = stdout_of(&opsloop(&["schemas", "roundtrip", "--iterations", "10"]));
     for &kind in RecordKind::ALL {
         assert!(out.contains(kind.name()), "demo shows {kind}");
     }
     assert!(out.contains("all records round-tripped unchanged in every format"));
+}
+
+#[test]
+fn demo_runs_the_simulated_fleet_through_the_engine_and_catches_its_faults() {
+    let out = stdout_of(&opsloop(&["demo", "--tick-delay", "0s"]));
+    let detected_by = |fault: &str| {
+        out.lines()
+            .find(|line| line.starts_with(fault))
+            .unwrap_or_else(|| panic!("no summary line for {fault}:\n{out}"))
+            .to_owned()
+    };
+    assert!(
+        detected_by("latency_spike").contains("query_latency_spike (+"),
+        "{out}"
+    );
+    assert!(
+        detected_by("connection_exhaustion").contains("connection_saturation (+"),
+        "{out}"
+    );
+    assert!(
+        detected_by("gpu_thermal").contains("gpu_thermal (+"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ALERT query_latency_spike      db-0 "),
+        "{out}"
+    );
+    assert!(
+        out.contains("; 0 of "),
+        "no alert outside the faults: {out}"
+    );
 }
 
 #[test]

@@ -301,6 +301,16 @@ impl OffsetCommitter {
         self.commit_with(offsets, CommitMode::Sync)
     }
 
+    /// The partitions the group has assigned to this source right now, as (topic, partition).
+    pub fn assigned_partitions(&self) -> Result<Vec<(String, i32)>, ConnectorError> {
+        let assignment = self.consumer.assignment().map_err(ConnectorError::Kafka)?;
+        Ok(assignment
+            .elements()
+            .iter()
+            .map(|element| (element.topic().to_owned(), element.partition()))
+            .collect())
+    }
+
     fn commit_with(&self, offsets: &BatchOffsets, mode: CommitMode) -> Result<(), ConnectorError> {
         if offsets.is_empty() {
             return Ok(());

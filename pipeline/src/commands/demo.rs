@@ -1,95 +1,313 @@
-//! `opsloop demo`: the embedded default, runnable with no broker.
+//! `opsloop demo`: the embedded default, with no broker or any other service to start.
 //!
-//! Today it is the schema round-trip demo: every record kind of the contract is encoded in every
-//! wire format, decoded again and compared, with sizes and per-record codec times.
+//! The fleet simulator of `opsloop generate` produces database and GPU (DCGM) telemetry with
+//! the default fault schedule. Each tick's records cross an in-process transport as the bytes
+//! a Kafka topic would carry (Confluent-framed Avro, keyed by entity), are decoded by the
+//! sources' decoders into Arrow micro-batches and run through the same [`Engine`] as
+//! `opsloop run`:
+//! watermarks, the SQL detectors per event-time window, alerts. The live view prints every
+//! alert as its window closes and a status line every five minutes of event time; the summary
+//! scores the alerts against the simulator's ground truth.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::Context;
+use arrow::record_batch::RecordBatch;
 use clap::Args;
-use opsloop_schemas::examples::{self, ExampleVisitor};
-use opsloop_schemas::{AvroRecord, Codec, SchemaRegistry, WireFormat};
+use opsloop_connectors::decode::{
+    AvroMetricBatchDecoder, AvroRecordDecoder, Decoder, RecordContext, RowBuilder,
+    metric_samples_schema, record_schema,
+};
+use opsloop_connectors::generate::{DEMO_RUN, FaultWindow, Fleet, FleetConfig};
+use opsloop_engine::detector::{
+    Detector, DetectorOptions, DetectorPlan, StreamTable, load_detectors, session_context,
+};
+use opsloop_engine::runtime::Engine;
+use opsloop_engine::time::{PartitionId, WatermarkConfig};
+use opsloop_schemas::ops::Alert;
+use opsloop_schemas::telemetry::GpuSample;
+use opsloop_schemas::{AvroRecord, Codec, SchemaRegistry, WireFormat, topics};
+
+/// The detectors of the repository's `sql/`, built in so the demo runs from anywhere.
+const BUILTIN_DETECTORS: &[(&str, &str)] = &[
+    (
+        "db_connection_saturation",
+        include_str!("../../../sql/db_connection_saturation.sql"),
+    ),
+    (
+        "db_error_burst",
+        include_str!("../../../sql/db_error_burst.sql"),
+    ),
+    (
+        "db_latency_p99",
+        include_str!("../../../sql/db_latency_p99.sql"),
+    ),
+    (
+        "db_latency_spike",
+        include_str!("../../../sql/db_latency_spike.sql"),
+    ),
+    ("gpu_thermal", include_str!("../../../sql/gpu_thermal.sql")),
+];
+
+/// The stream tables the detectors read, as `opsloop run`'s default sources name them.
+const METRICS_TABLE: &str = "db_metrics";
+const GPU_TABLE: &str = "gpu";
+
+/// Event time between two status lines of the live view.
+const STATUS_EVERY_US: i64 = 5 * 60 * 1_000_000;
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// Encode/decode each record this many times to time the codecs.
-    #[arg(long, default_value_t = 10_000)]
-    iterations: u32,
+    /// Event time to simulate; the default fault schedule spans the first 30 minutes.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Wall time between ticks (one sample interval of event time each); 0s runs flat out.
+    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+    tick_delay: Duration,
+    /// A directory of detector .sql files to run instead of the built-in ones.
+    #[arg(long)]
+    detectors: Option<PathBuf>,
+    /// Seed of the simulated fleet.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
 }
 
-struct RoundTripReport {
-    codecs: Vec<Codec>,
-    iterations: u32,
-    failures: Vec<String>,
+pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let mut fleet = Fleet::new(FleetConfig {
+        seed: args.seed,
+        ..FleetConfig::demo()
+    })
+    .context("the demo fleet")?;
+    let streams = [
+        StreamTable::new(METRICS_TABLE, metric_samples_schema(), "time")?,
+        StreamTable::new(GPU_TABLE, record_schema::<GpuSample>(), "time_us")?,
+    ];
+    let watermarks = WatermarkConfig::default();
+    let detectors = detectors(args.detectors.as_ref(), &streams, watermarks)?;
+    println!(
+        "opsloop demo: a simulated fleet ({} databases, {} GPUs, faults on schedule) through \
+         the engine",
+        fleet.config().databases,
+        fleet.config().gpu_hosts * fleet.config().gpus_per_host
+    );
+    println!(
+        "detectors: {}",
+        detectors
+            .iter()
+            .map(|d| format!("{} ({})", d.name(), d.plan().window()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "transport: in process, Confluent-framed Avro as on {} and {}; watermark: {} ms out of \
+         order\n",
+        topics::METRICS,
+        topics::GPU,
+        watermarks.max_out_of_orderness_ms
+    );
+
+    let mut engine = Engine::new(watermarks, detectors);
+    let codec = Codec::new(WireFormat::Confluent, Arc::new(SchemaRegistry::builtin()));
+    let mut metrics = InProcessTopic::new(
+        topics::METRICS,
+        codec.clone(),
+        AvroMetricBatchDecoder::new(codec.clone()),
+    );
+    let mut gpus = InProcessTopic::new(
+        topics::GPU,
+        codec.clone(),
+        AvroRecordDecoder::<GpuSample>::new(codec),
+    );
+    let started_us = fleet.time_us();
+    let end_us = started_us.saturating_add(i64::try_from(args.duration.as_micros())?);
+    let mut alerts: Vec<Alert> = Vec::new();
+    let mut samples = 0usize;
+    let mut next_status = started_us + STATUS_EVERY_US;
+    let started = Instant::now();
+    while fleet.time_us() < end_us {
+        let tick = fleet.tick();
+        samples += tick.sample_count() - tick.features.len();
+        let carried = [
+            (METRICS_TABLE, metrics.carry(&tick.metrics, tick.time_us)?),
+            (GPU_TABLE, gpus.carry(&tick.gpus, tick.time_us)?),
+        ];
+        for (table, (rows, partition)) in carried {
+            let output = engine.process(table, &rows, &[partition], Instant::now())?;
+            for alert in &output.alerts {
+                println!("{}", alert_line(alert));
+            }
+            alerts.extend(output.alerts);
+        }
+        if tick.time_us >= next_status {
+            let status = engine.status();
+            println!(
+                "-- event time {} | watermark {} | {samples} samples | {} windows open, {} \
+                 series, {} KiB state | {} alerts",
+                clock(tick.time_us),
+                status.watermark_us.map_or_else(|| "-".to_owned(), clock),
+                status.open_windows,
+                status.active_groups,
+                status.state_bytes / 1024,
+                alerts.len()
+            );
+            next_status += STATUS_EVERY_US;
+        }
+        if !args.tick_delay.is_zero() {
+            tokio::time::sleep(args.tick_delay).await;
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "\n{samples} samples, {} minutes of event time in {:.1} s: {} alerts",
+        (end_us - started_us) / 60_000_000,
+        elapsed.as_secs_f64(),
+        alerts.len()
+    );
+    if args.duration >= DEMO_RUN {
+        print_detections(fleet.ground_truth(), &alerts, started_us);
+    }
+    Ok(())
 }
 
-impl ExampleVisitor for RoundTripReport {
-    fn visit<T: AvroRecord + std::fmt::Debug + PartialEq>(&mut self, example: &T) {
-        let mut cells = Vec::new();
-        for codec in &self.codecs {
-            let outcome = codec.encode(example).and_then(|bytes| {
-                let decoded: T = codec.decode(&bytes)?;
-                Ok((bytes, decoded))
-            });
-            match outcome {
-                Ok((bytes, decoded)) if &decoded == example => {
-                    let started = Instant::now();
-                    let mut buffer = Vec::with_capacity(bytes.len());
-                    for _ in 0..self.iterations {
-                        buffer.clear();
-                        let encoded = codec.encode_into(example, &mut buffer);
-                        let decoded = codec.decode::<T>(&buffer);
-                        std::hint::black_box((encoded, decoded).0.is_ok());
-                    }
-                    let per_record = started.elapsed() / self.iterations.max(1);
-                    cells.push(format!(
-                        "{:>5} B {:>7.2} µs",
-                        bytes.len(),
-                        per_record.as_secs_f64() * 1e6
-                    ));
-                }
-                Ok(_) => {
-                    self.failures.push(format!(
-                        "{} in {}: decoded value differs",
-                        T::KIND,
-                        codec.format()
-                    ));
-                    cells.push(format!("{:>18}", "MISMATCH"));
-                }
-                Err(error) => {
-                    self.failures
-                        .push(format!("{} in {}: {error}", T::KIND, codec.format()));
-                    cells.push(format!("{:>18}", "ERROR"));
-                }
+/// The built-in detectors, or those of `dir`.
+fn detectors(
+    dir: Option<&PathBuf>,
+    streams: &[StreamTable],
+    watermarks: WatermarkConfig,
+) -> anyhow::Result<Vec<Detector>> {
+    let context = session_context();
+    let options = DetectorOptions {
+        allowed_lateness_us: watermarks.allowed_lateness_us(),
+    };
+    if let Some(dir) = dir {
+        return Ok(load_detectors(dir, &context, streams, options)?);
+    }
+    BUILTIN_DETECTORS
+        .iter()
+        .map(|(name, sql)| {
+            let plan = DetectorPlan::from_sql(name, sql, &context, streams)?;
+            Ok(Detector::new(Arc::new(plan), options)?)
+        })
+        .collect()
+}
+
+/// One topic partition in memory: records are encoded as a producer would, then decoded by
+/// the Kafka source's decoder into one micro-batch.
+struct InProcessTopic<D: Decoder> {
+    partition: PartitionId,
+    codec: Codec,
+    decoder: D,
+    rows: D::Rows,
+    payload: Vec<u8>,
+}
+
+impl<D: Decoder> InProcessTopic<D> {
+    fn new(topic: &str, codec: Codec, decoder: D) -> Self {
+        InProcessTopic {
+            partition: PartitionId::new(topic, 0),
+            rows: decoder.new_rows(),
+            decoder,
+            codec,
+            payload: Vec::new(),
+        }
+    }
+
+    /// The records, produced at `timestamp_us`, as one micro-batch, with the partition and the
+    /// largest event time of its rows.
+    fn carry<T: AvroRecord>(
+        &mut self,
+        records: &[T],
+        timestamp_us: i64,
+    ) -> anyhow::Result<(RecordBatch, (PartitionId, i64))> {
+        let mut max_event_time_us = timestamp_us;
+        for record in records {
+            self.payload.clear();
+            self.codec.encode_into(record, &mut self.payload)?;
+            let first = self.rows.len();
+            let context = RecordContext::new(&self.partition.topic, timestamp_us)
+                .with_key(record.partition_key().as_bytes());
+            self.decoder
+                .decode(&self.payload, &context, &mut self.rows)
+                .with_context(|| format!("decoding the record of {}", record.partition_key()))?;
+            let newest = self.rows.max_event_time_us(first).unwrap_or(timestamp_us);
+            max_event_time_us = max_event_time_us.max(newest);
+        }
+        let partition = (self.partition.clone(), max_event_time_us);
+        Ok((self.rows.finish()?, partition))
+    }
+}
+
+fn alert_line(alert: &Alert) -> String {
+    let evidence = alert
+        .evidence
+        .iter()
+        .map(|(name, value)| format!("{name}={value:.1}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "ALERT {:<24} {:<6} window {}-{}  score {:>6.2}  {evidence}",
+        alert.alert_type,
+        alert.entity,
+        clock(alert.window_start_us),
+        clock(alert.window_end_us),
+        alert.score
+    )
+}
+
+/// For each scheduled fault: which alerts fell on its entities while it lasted.
+fn print_detections(truth: &[FaultWindow], alerts: &[Alert], started_us: i64) {
+    println!("\nfault (ground truth)                       detected by");
+    let mut matched = vec![false; alerts.len()];
+    let mut detected = 0;
+    for fault in truth {
+        let mut by: BTreeMap<&str, i64> = BTreeMap::new();
+        for (index, alert) in alerts.iter().enumerate() {
+            let overlaps =
+                alert.window_start_us < fault.end_us && alert.window_end_us > fault.start_us;
+            if overlaps && fault.entities.contains(&alert.entity) {
+                matched[index] = true;
+                let delay = by.entry(&alert.alert_type).or_insert(i64::MAX);
+                *delay = (*delay).min(alert.window_end_us - fault.start_us);
             }
         }
-        println!("{:<18} {}", T::KIND.name(), cells.join("  "));
+        let found = if by.is_empty() {
+            "-".to_owned()
+        } else {
+            detected += 1;
+            by.iter()
+                .map(|(kind, delay)| format!("{kind} (+{} s)", delay / 1_000_000))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "{:<22} {:<8} +{:>4} s  {found}",
+            fault.kind.name(),
+            fault.target,
+            (fault.start_us - started_us) / 1_000_000,
+        );
     }
+    println!(
+        "\n{detected} of {} faults detected; {} of {} alerts outside any fault",
+        truth.len(),
+        matched.iter().filter(|hit| !**hit).count(),
+        alerts.len()
+    );
+    println!(
+        "(+N s: from the fault's start to the end of the first alerting window; model faults \
+         wait for the drift detectors)"
+    );
 }
 
-pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let registry = Arc::new(SchemaRegistry::builtin());
-    let codecs: Vec<Codec> = WireFormat::ALL
-        .into_iter()
-        .map(|format| Codec::new(format, Arc::clone(&registry)))
-        .collect();
-    println!("opsloop schema round-trip: every contract record, encoded, decoded and compared");
-    println!("(size and encode+decode time per record)\n");
-    let header: Vec<String> = codecs
-        .iter()
-        .map(|c| format!("{:>18}", c.format()))
-        .collect();
-    println!("{:<18} {}", "record", header.join("  "));
-    let mut report = RoundTripReport {
-        codecs,
-        iterations: args.iterations,
-        failures: Vec::new(),
-    };
-    examples::visit_all(&mut report);
-    if !report.failures.is_empty() {
-        bail!("round trip failed:\n  {}", report.failures.join("\n  "));
-    }
-    println!("\nall records round-tripped unchanged in every format");
-    Ok(())
+/// `HH:MM:SS` of an event time, UTC.
+fn clock(time_us: i64) -> String {
+    let seconds = time_us.div_euclid(1_000_000).rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
 }

@@ -5,5 +5,6 @@ pub(crate) mod collect;
 pub(crate) mod demo;
 pub(crate) mod generate;
 pub(crate) mod publish;
+pub(crate) mod run;
 pub(crate) mod schemas;
 pub(crate) mod topics;

@@ -1,4 +1,7 @@
-//! `opsloop schemas`: list, print and export the contract's Avro schemas.
+//! `opsloop schemas`: list, print and export the contract's Avro schemas; round-trip every
+//! record kind through every wire format.
+
+mod roundtrip;
 
 use std::path::PathBuf;
 
@@ -23,6 +26,12 @@ enum SchemasAction {
     Export { dir: PathBuf },
     /// Print an example record of every kind as JSON lines.
     Examples,
+    /// Encode every kind's example in every wire format, decode it, compare, and time it.
+    Roundtrip {
+        /// Encode/decode each record this many times to time the codecs.
+        #[arg(long, default_value_t = 10_000)]
+        iterations: u32,
+    },
 }
 
 pub(crate) fn run(args: SchemasArgs) -> anyhow::Result<()> {
@@ -75,6 +84,7 @@ pub(crate) fn run(args: SchemasArgs) -> anyhow::Result<()> {
             examples::visit_all(&mut printer);
             printer.0?;
         }
+        SchemasAction::Roundtrip { iterations } => roundtrip::run(iterations)?,
     }
     Ok(())
 }

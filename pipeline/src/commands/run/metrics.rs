@@ -1,0 +1,110 @@
+//! The engine's Prometheus metrics; the sources' own (events in, dead letters) are the
+//! connectors'.
+
+use opsloop_engine::runtime::{EngineStatus, Output};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone)]
+pub(super) struct EngineMetrics {
+    alerts: Counter,
+    windows_fired: Counter,
+    late_rows: Counter,
+    open_windows: Gauge,
+    active_groups: Gauge,
+    state_bytes: Gauge,
+    watermark_lag_ms: Gauge,
+    watermark_ms: Gauge,
+    idle_partitions: Gauge,
+    checkpoint_seconds: Histogram,
+}
+
+impl EngineMetrics {
+    pub(super) fn register(registry: &mut Registry) -> Self {
+        let metrics = EngineMetrics {
+            alerts: Counter::default(),
+            windows_fired: Counter::default(),
+            late_rows: Counter::default(),
+            open_windows: Gauge::default(),
+            active_groups: Gauge::default(),
+            state_bytes: Gauge::default(),
+            watermark_lag_ms: Gauge::default(),
+            watermark_ms: Gauge::default(),
+            idle_partitions: Gauge::default(),
+            checkpoint_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+        };
+        registry.register("opsloop_alerts", "Alerts emitted", metrics.alerts.clone());
+        registry.register(
+            "opsloop_windows_fired",
+            "Windows closed by the watermark (re-emissions included)",
+            metrics.windows_fired.clone(),
+        );
+        registry.register(
+            "opsloop_late_rows",
+            "Rows too late for every window they fall in (the late side output)",
+            metrics.late_rows.clone(),
+        );
+        registry.register(
+            "opsloop_windows_open",
+            "Windows holding state",
+            metrics.open_windows.clone(),
+        );
+        registry.register(
+            "opsloop_active_groups",
+            "Groups (series) with state in open windows",
+            metrics.active_groups.clone(),
+        );
+        registry.register(
+            "opsloop_state_bytes",
+            "Bytes of window state held by the detectors",
+            metrics.state_bytes.clone(),
+        );
+        registry.register(
+            "opsloop_watermark_lag_ms",
+            "Newest event time seen minus the watermark",
+            metrics.watermark_lag_ms.clone(),
+        );
+        registry.register(
+            "opsloop_watermark_ms",
+            "The watermark: event time in milliseconds since the Unix epoch",
+            metrics.watermark_ms.clone(),
+        );
+        registry.register(
+            "opsloop_idle_partitions",
+            "Partitions excluded from the watermark for being idle",
+            metrics.idle_partitions.clone(),
+        );
+        registry.register(
+            "opsloop_checkpoint_duration_seconds",
+            "Time to deliver pending alerts, write a checkpoint and commit its offsets",
+            metrics.checkpoint_seconds.clone(),
+        );
+        metrics
+    }
+
+    pub(super) fn record(&self, output: &Output) {
+        self.alerts.inc_by(output.alerts.len() as u64);
+        self.windows_fired.inc_by(output.windows_fired as u64);
+        self.late_rows.inc_by(output.too_late_rows as u64);
+    }
+
+    pub(super) fn status(&self, status: &EngineStatus) {
+        let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
+        self.open_windows.set(gauge(status.open_windows));
+        self.active_groups.set(gauge(status.active_groups));
+        self.state_bytes.set(gauge(status.state_bytes));
+        self.idle_partitions.set(gauge(status.idle_partitions));
+        if let Some(watermark) = status.watermark_us {
+            self.watermark_ms.set(watermark / 1000);
+        }
+        if let (Some(newest), Some(watermark)) = (status.max_event_time_us, status.watermark_us) {
+            self.watermark_lag_ms.set((newest - watermark) / 1000);
+        }
+    }
+
+    pub(super) fn checkpoint_took(&self, seconds: f64) {
+        self.checkpoint_seconds.observe(seconds);
+    }
+}

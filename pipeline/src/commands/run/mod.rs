@@ -1,0 +1,509 @@
+//! `opsloop run`: Kafka sources -> engine (watermarks, SQL detectors) -> `ops.alerts`, with
+//! checkpoints, a Prometheus `/metrics` endpoint and graceful shutdown.
+//!
+//! Every `checkpoint.interval_ms` the loop waits until every alert emitted so far is
+//! acknowledged by the brokers, writes a checkpoint of the engine's state with the offsets it
+//! covers, and only then commits those offsets to Kafka. On start it resumes from the latest
+//! checkpoint, and the sources skip records the checkpoint already covers. Alerts carry
+//! deterministic ids, so the alerts re-emitted after a crash (those of windows that closed
+//! after the last checkpoint) are the same records again, not new ones. SIGINT or SIGTERM
+//! ends the loop with a final checkpoint.
+
+mod metrics;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use arrow::datatypes::SchemaRef;
+use clap::Args;
+use opsloop_connectors::decode::{
+    AvroMetricBatchDecoder, AvroRecordDecoder, Decoder, JsonLinesDecoder, OtlpEncoding,
+    OtlpMetricsDecoder, PrometheusTextDecoder, RecordRows, metric_samples_schema, record_schema,
+};
+use opsloop_connectors::kafka::{
+    BatchOffsets, DeadLetterWriter, KafkaConfig, KafkaSink, KafkaSource, OffsetCommitter,
+    RecordWriter, SinkConfig, SourceBatch, SourceConfig,
+};
+use opsloop_connectors::metrics::ConnectorMetrics;
+use opsloop_engine::checkpoint::{CheckpointStore, SourceOffset};
+use opsloop_engine::detector::{DetectorOptions, StreamTable, load_detectors, session_context};
+use opsloop_engine::runtime::{Engine, Output};
+use opsloop_engine::time::PartitionId;
+use opsloop_schemas::telemetry::{FeatureSample, GpuSample, LogRecord};
+use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+
+use self::metrics::EngineMetrics;
+use crate::config::{DEFAULT_CONFIG, RunConfig, SourceEncoding, SourceFormat, SourceSection};
+use crate::metrics_endpoint;
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// A TOML file overriding the embedded defaults (see --print-default-config); any key can
+    /// also be set as OPSLOOP_<SECTION>__<KEY>.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the embedded default configuration and exit.
+    #[arg(long)]
+    print_default_config: bool,
+}
+
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
+    if args.print_default_config {
+        print!("{DEFAULT_CONFIG}");
+        return Ok(());
+    }
+    let config = RunConfig::load(args.config.as_deref())?;
+    let mut kafka = KafkaConfig::new(&config.kafka.brokers);
+    kafka.properties = config.kafka.properties.clone();
+
+    let streams = stream_tables(&config.sources)?;
+    let options = DetectorOptions {
+        allowed_lateness_us: config.engine.watermark.allowed_lateness_us(),
+    };
+    let detectors = load_detectors(
+        &config.engine.detectors_dir,
+        &session_context(),
+        &streams,
+        options,
+    )?;
+    anyhow::ensure!(
+        !detectors.is_empty(),
+        "no detector: {} has no .sql file",
+        config.engine.detectors_dir.display()
+    );
+    tracing::info!(
+        detectors = ?detectors.iter().map(|d| d.name().to_owned()).collect::<Vec<_>>(),
+        "detectors planned"
+    );
+
+    let store = CheckpointStore::open(&config.checkpoint.dir, config.checkpoint.retain)?;
+    let (engine, checkpoint_id, resume) = match store.latest()? {
+        Some(checkpoint) => {
+            tracing::info!(id = checkpoint.manifest.id, "resuming from checkpoint");
+            let mut resume: HashMap<String, HashMap<i32, i64>> = HashMap::new();
+            for offset in &checkpoint.manifest.offsets {
+                resume
+                    .entry(offset.topic.clone())
+                    .or_default()
+                    .insert(offset.partition, offset.next_offset);
+            }
+            let engine = Engine::restore(
+                config.engine.watermark,
+                detectors,
+                &checkpoint,
+                Instant::now(),
+            )?;
+            (engine, checkpoint.manifest.id, resume)
+        }
+        None => (
+            Engine::new(config.engine.watermark, detectors),
+            0,
+            HashMap::new(),
+        ),
+    };
+
+    let mut registry = Registry::default();
+    let connector_metrics = ConnectorMetrics::register(&mut registry);
+    let engine_metrics = EngineMetrics::register(&mut registry);
+    let (stop, stopped) = watch::channel(false);
+    let (metrics_address, metrics_task) =
+        metrics_endpoint::serve(config.metrics.listen, Arc::new(registry), stopped.clone())
+            .await
+            .with_context(|| format!("serving /metrics on {}", config.metrics.listen))?;
+    println!("metrics on http://{metrics_address}/metrics");
+
+    let sink = KafkaSink::new(&kafka, SinkConfig::default())?;
+    let codec = Codec::new(WireFormat::Confluent, Arc::new(SchemaRegistry::builtin()));
+    let (batches, received) = mpsc::channel(8);
+    let mut committers = Vec::new();
+    let mut readers = Vec::new();
+    for (index, source) in config.sources.iter().enumerate() {
+        let mut source_config = SourceConfig::new(
+            &source.name,
+            vec![source.topic.clone()],
+            format!("{}.{}", config.kafka.group_id, source.name),
+        );
+        source_config.resume_from = resume.clone();
+        let started = start_source(
+            &kafka,
+            source,
+            source_config,
+            DeadLetterWriter::new(sink.clone(), &config.deadletter.topic),
+            &connector_metrics,
+        )?;
+        committers.push(started.committer());
+        readers.push(tokio::spawn(forward(
+            index,
+            started,
+            batches.clone(),
+            stopped.clone(),
+        )));
+    }
+    drop(batches);
+
+    let mut state = Loop {
+        config: &config,
+        engine,
+        store,
+        checkpoint_id,
+        alerts: RecordWriter::new(sink, codec, 10_000),
+        covered: vec![BatchOffsets::default(); config.sources.len()],
+        committers,
+        metrics: engine_metrics,
+        emitted: BTreeSet::new(),
+        assigned: BTreeSet::new(),
+    };
+    let outcome = state.run(received).await;
+    // Stop the readers and the endpoint whatever happened, then checkpoint what was done.
+    stop.send_replace(true);
+    let final_checkpoint = state.checkpoint(true).await;
+    for reader in readers {
+        if let Err(error) = reader.await {
+            tracing::error!(%error, "a source reader failed");
+        }
+    }
+    if let Err(error) = metrics_task.await {
+        tracing::error!(%error, "the /metrics endpoint failed");
+    }
+    outcome?;
+    final_checkpoint?;
+    println!(
+        "stopped: {} alerts emitted, checkpoint {} written",
+        state.emitted.len(),
+        state.checkpoint_id
+    );
+    Ok(())
+}
+
+/// The stream table of each distinct table the sources feed.
+fn stream_tables(sources: &[SourceSection]) -> anyhow::Result<Vec<StreamTable>> {
+    let mut tables: Vec<StreamTable> = Vec::new();
+    for source in sources {
+        let (schema, event_time) = table_layout(source.format);
+        if let Some(existing) = tables.iter().find(|t| t.name() == source.table) {
+            anyhow::ensure!(
+                existing.schema() == &schema,
+                "sources of table {} have different formats",
+                source.table
+            );
+            continue;
+        }
+        tables.push(StreamTable::new(&source.table, schema, event_time)?);
+    }
+    Ok(tables)
+}
+
+fn table_layout(format: SourceFormat) -> (SchemaRef, &'static str) {
+    match format {
+        SourceFormat::MetricBatch
+        | SourceFormat::JsonLines
+        | SourceFormat::Prometheus
+        | SourceFormat::OtlpMetrics => (metric_samples_schema(), "time"),
+        SourceFormat::GpuSample => (record_schema::<GpuSample>(), "time_us"),
+        SourceFormat::FeatureSample => (record_schema::<FeatureSample>(), "time_us"),
+        SourceFormat::LogRecord => (record_schema::<LogRecord>(), "time_us"),
+    }
+}
+
+fn start_source(
+    kafka: &KafkaConfig,
+    source: &SourceSection,
+    config: SourceConfig,
+    dead_letters: DeadLetterWriter,
+    metrics: &ConnectorMetrics,
+) -> anyhow::Result<KafkaSource> {
+    let metrics = metrics.source(&source.name);
+    let codec = |encoding: SourceEncoding| -> anyhow::Result<Codec> {
+        let format = match encoding {
+            SourceEncoding::Confluent => WireFormat::Confluent,
+            SourceEncoding::Avro => WireFormat::Avro,
+            SourceEncoding::Json => WireFormat::Json,
+            other => anyhow::bail!(
+                "source {}: encoding {other:?} is not a codec format",
+                source.name
+            ),
+        };
+        Ok(Codec::new(format, Arc::new(SchemaRegistry::builtin())))
+    };
+    let started = match source.format {
+        SourceFormat::MetricBatch => KafkaSource::start(
+            kafka,
+            config,
+            AvroMetricBatchDecoder::new(codec(source.encoding)?),
+            dead_letters,
+            metrics,
+        ),
+        SourceFormat::JsonLines => KafkaSource::start(
+            kafka,
+            config,
+            JsonLinesDecoder::new(),
+            dead_letters,
+            metrics,
+        ),
+        SourceFormat::Prometheus => KafkaSource::start(
+            kafka,
+            config,
+            PrometheusTextDecoder::new(),
+            dead_letters,
+            metrics,
+        ),
+        SourceFormat::OtlpMetrics => {
+            let encoding = match source.encoding {
+                SourceEncoding::OtlpJson => OtlpEncoding::Json,
+                _ => OtlpEncoding::Proto,
+            };
+            KafkaSource::start(
+                kafka,
+                config,
+                OtlpMetricsDecoder::new(encoding),
+                dead_letters,
+                metrics,
+            )
+        }
+        SourceFormat::GpuSample => start_records::<GpuSample>(
+            kafka,
+            config,
+            codec(source.encoding)?,
+            dead_letters,
+            metrics,
+        ),
+        SourceFormat::FeatureSample => start_records::<FeatureSample>(
+            kafka,
+            config,
+            codec(source.encoding)?,
+            dead_letters,
+            metrics,
+        ),
+        SourceFormat::LogRecord => start_records::<LogRecord>(
+            kafka,
+            config,
+            codec(source.encoding)?,
+            dead_letters,
+            metrics,
+        ),
+    };
+    Ok(started?)
+}
+
+fn start_records<T>(
+    kafka: &KafkaConfig,
+    config: SourceConfig,
+    codec: Codec,
+    dead_letters: DeadLetterWriter,
+    metrics: opsloop_connectors::metrics::SourceMetrics,
+) -> Result<KafkaSource, opsloop_connectors::ConnectorError>
+where
+    T: opsloop_schemas::AvroRecord + 'static,
+    AvroRecordDecoder<T>: Decoder<Rows = RecordRows<T>>,
+{
+    KafkaSource::start(
+        kafka,
+        config,
+        AvroRecordDecoder::<T>::new(codec),
+        dead_letters,
+        metrics,
+    )
+}
+
+type Received = (
+    usize,
+    Result<SourceBatch, opsloop_connectors::ConnectorError>,
+);
+
+/// Moves one source's batches into the engine loop's channel until told to stop.
+async fn forward(
+    index: usize,
+    mut source: KafkaSource,
+    batches: mpsc::Sender<Received>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            // The guard `wait_for` returns is not `Send`: drop it inside.
+            _ = async { drop(stopped.wait_for(|stop| *stop).await) } => break,
+            batch = source.next_batch() => match batch {
+                Some(batch) => {
+                    if batches.send((index, batch)).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    source.stop().await;
+}
+
+/// The engine loop's state.
+struct Loop<'a> {
+    config: &'a RunConfig,
+    engine: Engine,
+    store: CheckpointStore,
+    checkpoint_id: u64,
+    alerts: RecordWriter,
+    /// Per source, the offsets of every batch processed since start (what a checkpoint covers).
+    covered: Vec<BatchOffsets>,
+    committers: Vec<OffsetCommitter>,
+    metrics: EngineMetrics,
+    /// Ids of the alerts emitted by this process, for the closing summary.
+    emitted: BTreeSet<String>,
+    /// The partitions the engine was last told this instance owns.
+    assigned: BTreeSet<PartitionId>,
+}
+
+impl Loop<'_> {
+    async fn run(&mut self, mut received: mpsc::Receiver<Received>) -> anyhow::Result<()> {
+        let mut checkpoints = tokio::time::interval(Duration::from_millis(
+            self.config.checkpoint.interval_ms.max(1),
+        ));
+        checkpoints.reset();
+        let mut ticks = tokio::time::interval(Duration::from_millis(
+            self.config.engine.tick_interval_ms.max(1),
+        ));
+        let terminate = terminate_signal();
+        tokio::pin!(terminate);
+        loop {
+            tokio::select! {
+                _ = &mut terminate => {
+                    tracing::info!("shutting down");
+                    return Ok(());
+                }
+                batch = received.recv() => {
+                    let Some((index, batch)) = batch else {
+                        anyhow::bail!("every source stopped");
+                    };
+                    let batch = batch.with_context(|| {
+                        format!("source {}", self.config.sources[index].name)
+                    })?;
+                    self.process(index, &batch).await?;
+                }
+                _ = ticks.tick() => {
+                    self.sync_assignment(Instant::now())?;
+                    let output = self.engine.tick(Instant::now())?;
+                    self.publish(output).await?;
+                }
+                _ = checkpoints.tick() => self.checkpoint(false).await?,
+            }
+        }
+    }
+
+    /// Tells the engine which partitions the group assigned or revoked since the last call, so
+    /// a partition whose backlog is still unread holds the watermark back.
+    fn sync_assignment(&mut self, now: Instant) -> anyhow::Result<()> {
+        let mut current = BTreeSet::new();
+        for committer in &self.committers {
+            for (topic, partition) in committer.assigned_partitions()? {
+                current.insert(PartitionId::new(topic, partition));
+            }
+        }
+        for revoked in self.assigned.difference(&current) {
+            self.engine.revoke(revoked);
+        }
+        for assigned in current.difference(&self.assigned) {
+            self.engine.assign(assigned.clone(), now);
+        }
+        self.assigned = current;
+        Ok(())
+    }
+
+    async fn process(&mut self, index: usize, batch: &SourceBatch) -> anyhow::Result<()> {
+        self.sync_assignment(Instant::now())?;
+        let partitions: Vec<(PartitionId, i64)> = batch
+            .offsets
+            .partitions()
+            .map(|progress| {
+                (
+                    PartitionId::new(Arc::clone(&progress.topic), progress.partition),
+                    progress.max_event_time_us,
+                )
+            })
+            .collect();
+        let table = &self.config.sources[index].table;
+        let output = self
+            .engine
+            .process(table, &batch.rows, &partitions, Instant::now())?;
+        self.covered[index].merge(&batch.offsets);
+        self.publish(output).await
+    }
+
+    async fn publish(&mut self, output: Output) -> anyhow::Result<()> {
+        self.metrics.record(&output);
+        self.metrics.status(&self.engine.status());
+        for alert in &output.alerts {
+            tracing::info!(
+                alert_id = %alert.alert_id,
+                detector = %alert.detector,
+                entity = %alert.entity,
+                score = alert.score,
+                "alert"
+            );
+            self.alerts.send(&self.config.alerts.topic, alert).await?;
+            self.emitted.insert(alert.alert_id.clone());
+        }
+        Ok(())
+    }
+
+    /// Delivers pending alerts, writes a checkpoint, then commits the offsets it covers
+    /// (synchronously on shutdown).
+    async fn checkpoint(&mut self, last: bool) -> anyhow::Result<()> {
+        let started = Instant::now();
+        self.alerts.finish().await?;
+        self.checkpoint_id += 1;
+        let offsets: Vec<SourceOffset> = self
+            .covered
+            .iter()
+            .flat_map(BatchOffsets::partitions)
+            .map(|progress| SourceOffset {
+                topic: progress.topic.to_string(),
+                partition: progress.partition,
+                next_offset: progress.next_offset,
+            })
+            .collect();
+        let checkpoint = self.engine.checkpoint(self.checkpoint_id, offsets)?;
+        let path = self.store.write(&checkpoint)?;
+        for (committer, covered) in self.committers.iter().zip(&self.covered) {
+            let committed = if last {
+                committer.commit_sync(covered)
+            } else {
+                committer.commit(covered)
+            };
+            if let Err(error) = committed {
+                // The checkpoint holds the offsets; the next start skips what it covers.
+                tracing::warn!(%error, "committing checkpointed offsets failed");
+            }
+        }
+        self.metrics
+            .checkpoint_took(started.elapsed().as_secs_f64());
+        tracing::debug!(path = %path.display(), "checkpoint written");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn terminate_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; SIGINT still stops");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,129 @@
+//! `opsloop run`'s configuration: embedded defaults (`default.toml`) overridden by a TOML file
+//! and `OPSLOOP_*` environment variables.
+
+mod layers;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use opsloop_engine::time::WatermarkConfig;
+use serde::Deserialize;
+
+/// The embedded defaults, also printed by `opsloop run --print-default-config`.
+pub(crate) const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RunConfig {
+    pub(crate) kafka: KafkaSection,
+    pub(crate) sources: Vec<SourceSection>,
+    pub(crate) engine: EngineSection,
+    pub(crate) checkpoint: CheckpointSection,
+    pub(crate) alerts: TopicSection,
+    pub(crate) deadletter: TopicSection,
+    pub(crate) metrics: MetricsSection,
+}
+
+impl RunConfig {
+    /// The defaults, overridden by `file` and the process environment.
+    pub(crate) fn load(file: Option<&Path>) -> anyhow::Result<RunConfig> {
+        layers::load(DEFAULT_CONFIG, file, std::env::vars())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KafkaSection {
+    pub(crate) brokers: String,
+    pub(crate) group_id: String,
+    #[serde(default)]
+    pub(crate) properties: BTreeMap<String, String>,
+}
+
+/// What the records of a source topic are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SourceFormat {
+    MetricBatch,
+    JsonLines,
+    Prometheus,
+    OtlpMetrics,
+    GpuSample,
+    FeatureSample,
+    LogRecord,
+}
+
+/// How the records are encoded (codec formats for opsloop's record kinds, OTLP's two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SourceEncoding {
+    Confluent,
+    Avro,
+    Json,
+    OtlpProto,
+    OtlpJson,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SourceSection {
+    pub(crate) name: String,
+    pub(crate) topic: String,
+    pub(crate) format: SourceFormat,
+    #[serde(default = "default_encoding")]
+    pub(crate) encoding: SourceEncoding,
+    /// The stream table the detectors read these records as.
+    pub(crate) table: String,
+}
+
+fn default_encoding() -> SourceEncoding {
+    SourceEncoding::Confluent
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EngineSection {
+    pub(crate) detectors_dir: PathBuf,
+    pub(crate) tick_interval_ms: u64,
+    pub(crate) watermark: WatermarkConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckpointSection {
+    pub(crate) dir: PathBuf,
+    pub(crate) interval_ms: u64,
+    pub(crate) retain: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TopicSection {
+    pub(crate) topic: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetricsSection {
+    pub(crate) listen: SocketAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_defaults_load() {
+        let config: RunConfig =
+            layers::load(DEFAULT_CONFIG, None, []).expect("the defaults are valid");
+        assert_eq!(config.sources.len(), 2);
+        assert_eq!(config.sources[0].format, SourceFormat::MetricBatch);
+        assert_eq!(config.sources[0].table, "db_metrics");
+        assert_eq!(config.sources[1].format, SourceFormat::GpuSample);
+        assert_eq!(config.sources[1].table, "gpu");
+        assert_eq!(config.engine.watermark, WatermarkConfig::default());
+        assert_eq!(config.alerts.topic, opsloop_schemas::topics::ALERTS);
+        assert_eq!(config.deadletter.topic, opsloop_schemas::topics::DEADLETTER);
+    }
+}

@@ -1,0 +1,537 @@
+//! `opsloop run` over the real broker: the repository's SQL detectors on the simulated fleet's
+//! telemetry, alerts on a topic of their own per run.
+//!
+//! - A run killed with SIGKILL mid-stream and restarted emits the same set of alerts as an
+//!   uninterrupted run: nothing lost, every re-emitted alert the very same record (same id).
+//! - Two instances in one consumer group emit the same alerts as one instance.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opsloop_connectors::generate::{FaultSpec, Fleet, FleetConfig};
+use opsloop_connectors::kafka::{KafkaSink, RecordWriter, SinkConfig};
+use opsloop_schemas::ops::Alert;
+use opsloop_schemas::telemetry::MetricBatch;
+use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
+use opsloop_tests::{TestBroker, unique_name};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+const PARTITIONS: i32 = 4;
+const OUT_OF_ORDERNESS_MS: i64 = 5_000;
+const WAIT: Duration = Duration::from_secs(90);
+const METRICS_ASSIGNED: &str = r#"opsloop_source_assigned_partitions{source="metrics"}"#;
+
+fn confluent() -> Codec {
+    Codec::new(WireFormat::Confluent, Arc::new(SchemaRegistry::builtin()))
+}
+
+/// Twenty minutes of a twelve-database fleet, a tick every 10 s, with faults the latency and
+/// saturation detectors see; the metric batches of each tick.
+fn fleet_ticks() -> Vec<Vec<MetricBatch>> {
+    let faults = [
+        "latency_spike@db-1:+3m/4m",
+        "connection_exhaustion@db-5:+5m/5m",
+        "runaway_query@db-7:+9m/4m",
+        "latency_spike@db-10:+13m/3m",
+    ];
+    let mut fleet = Fleet::new(FleetConfig {
+        databases: 12,
+        gpu_hosts: 0,
+        models: 0,
+        faults: faults
+            .iter()
+            .map(|spec| spec.parse::<FaultSpec>().expect("fault spec"))
+            .collect(),
+        ..FleetConfig::default()
+    })
+    .expect("fleet");
+    (0..120).map(|_| fleet.tick().metrics).collect()
+}
+
+/// The event time the watermark reaches once every tick is read.
+fn final_watermark_ms(ticks: &[Vec<MetricBatch>]) -> i64 {
+    let newest = ticks
+        .iter()
+        .flatten()
+        .flat_map(|batch| batch.samples.iter().map(|s| s.time_us))
+        .max()
+        .expect("samples");
+    newest / 1000 - OUT_OF_ORDERNESS_MS
+}
+
+async fn publish(broker: &TestBroker, topic: &str, ticks: &[Vec<MetricBatch>]) {
+    let sink = KafkaSink::new(&broker.kafka_config(), SinkConfig::default()).expect("sink");
+    let mut writer = RecordWriter::new(sink, confluent(), 1_000);
+    for batch in ticks.iter().flatten() {
+        writer.send(topic, batch).await.expect("send");
+    }
+    writer.finish().await.expect("delivered");
+}
+
+/// What one `opsloop run` instance reads and writes.
+struct RunSetup<'a> {
+    broker: &'a TestBroker,
+    group: String,
+    metrics_topic: &'a str,
+    gpu_topic: &'a str,
+    alerts_topic: &'a str,
+    deadletter_topic: &'a str,
+    checkpoint_dir: &'a Path,
+}
+
+impl RunSetup<'_> {
+    fn write_config(&self, path: &Path) {
+        let sql = concat!(env!("CARGO_MANIFEST_DIR"), "/../sql");
+        let config = format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+
+[[sources]]
+name = "metrics"
+topic = "{metrics}"
+format = "metric_batch"
+table = "db_metrics"
+
+[[sources]]
+name = "gpu"
+topic = "{gpu}"
+format = "gpu_sample"
+table = "gpu"
+
+[engine]
+detectors_dir = "{sql}"
+tick_interval_ms = 100
+
+[engine.watermark]
+max_out_of_orderness_ms = {OUT_OF_ORDERNESS_MS}
+idle_timeout_ms = 5000
+
+[checkpoint]
+dir = "{checkpoints}"
+interval_ms = 300
+
+[alerts]
+topic = "{alerts}"
+
+[deadletter]
+topic = "{deadletter}"
+
+[metrics]
+listen = "127.0.0.1:0"
+"#,
+            brokers = self.broker.bootstrap(),
+            group = self.group,
+            metrics = self.metrics_topic,
+            gpu = self.gpu_topic,
+            checkpoints = self.checkpoint_dir.display(),
+            alerts = self.alerts_topic,
+            deadletter = self.deadletter_topic,
+        );
+        std::fs::write(path, config).expect("config file");
+    }
+}
+
+/// A running `opsloop run` process and its `/metrics` address.
+struct Instance {
+    child: Child,
+    metrics: String,
+    stdout: tokio::task::JoinHandle<String>,
+}
+
+impl Instance {
+    async fn start(setup: &RunSetup<'_>, dir: &Path) -> Instance {
+        let config = dir.join(format!("{}.toml", unique_name("run")));
+        setup.write_config(&config);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_opsloop"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("opsloop run starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let metrics = tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.expect("stdout") {
+                if let Some(url) = line.strip_prefix("metrics on http://") {
+                    return url.trim_end_matches("/metrics").to_owned();
+                }
+            }
+            panic!("opsloop run ended before serving /metrics");
+        })
+        .await
+        .expect("opsloop run serves /metrics");
+        let stdout = tokio::spawn(async move {
+            let mut rest = String::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                rest.push_str(&line);
+                rest.push('\n');
+            }
+            rest
+        });
+        Instance {
+            child,
+            metrics,
+            stdout,
+        }
+    }
+
+    /// The sum of a metric's samples (every label set, unless `name` ends with one), `None`
+    /// when it is not exposed.
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let mut stream = tokio::net::TcpStream::connect(&self.metrics).await.ok()?;
+        let request = format!(
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.metrics
+        );
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        let mut found = None;
+        for line in response.lines() {
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
+            };
+            if !(rest.starts_with(' ') || rest.starts_with('{')) {
+                continue;
+            }
+            if let Some(value) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+                *found.get_or_insert(0.0) += value;
+            }
+        }
+        found
+    }
+
+    /// Waits until `metric` reaches at least `target`.
+    async fn wait_for(&self, metric: &str, target: f64) {
+        let reached = tokio::time::timeout(WAIT, async {
+            while self.metric(metric).await.is_none_or(|value| value < target) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        assert!(
+            reached.is_ok(),
+            "{metric} did not reach {target} (is {:?})",
+            self.metric(metric).await
+        );
+    }
+
+    /// SIGKILL: no shutdown, no final checkpoint.
+    async fn kill(mut self) {
+        self.child.kill().await.expect("SIGKILL");
+    }
+
+    /// SIGTERM, then the closing summary line after a clean exit.
+    async fn terminate(mut self) -> String {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let exit = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("opsloop run stops on SIGTERM")
+            .expect("exit status");
+        let stdout = self.stdout.await.expect("stdout reader");
+        assert!(exit.success(), "opsloop run failed: {exit}\n{stdout}");
+        stdout
+    }
+}
+
+/// Every record of `topic`, decoded: read from the start until 2 s pass without a new one
+/// (the writers have all stopped, with their deliveries confirmed).
+fn read_alerts(broker: &TestBroker, topic: &str) -> Vec<Alert> {
+    let consumer: BaseConsumer = broker
+        .kafka_config()
+        .client_config()
+        .set("group.id", unique_name("alerts-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("assignment");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let codec = confluent();
+    let mut alerts = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut last_seen = std::time::Instant::now();
+    while last_seen.elapsed() < Duration::from_secs(2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic} never went quiet"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.expect("message");
+        let alert: Alert = codec
+            .decode(message.payload().expect("payload"))
+            .expect("an alert");
+        alerts.push(alert);
+        last_seen = std::time::Instant::now();
+    }
+    alerts
+}
+
+/// Alerts by id; panics when two records with one id differ (a replay must repeat a record
+/// exactly, apart from the processing time it was emitted at).
+fn by_id(alerts: Vec<Alert>) -> BTreeMap<String, Alert> {
+    let mut unique: BTreeMap<String, Alert> = BTreeMap::new();
+    for mut alert in alerts {
+        alert.emitted_us = 0;
+        if let Some(earlier) = unique.get(&alert.alert_id) {
+            assert_eq!(earlier, &alert, "two different alerts share an id");
+        }
+        unique.insert(alert.alert_id.clone(), alert);
+    }
+    unique
+}
+
+/// Panics with what differs: alerts missing, alerts extra, alerts with other values.
+fn assert_same_alerts(actual: &BTreeMap<String, Alert>, reference: &BTreeMap<String, Alert>) {
+    let missing: Vec<&Alert> = reference
+        .iter()
+        .filter(|(id, _)| !actual.contains_key(*id))
+        .map(|(_, alert)| alert)
+        .collect();
+    let extra: Vec<&Alert> = actual
+        .iter()
+        .filter(|(id, _)| !reference.contains_key(*id))
+        .map(|(_, alert)| alert)
+        .collect();
+    let differing: Vec<(&Alert, &Alert)> = actual
+        .iter()
+        .filter_map(|(id, alert)| reference.get(id).map(|expected| (alert, expected)))
+        .filter(|(alert, expected)| alert != expected)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && differing.is_empty(),
+        "missing: {missing:#?}\nextra: {extra:#?}\ndiffering (actual, reference): {differing:#?}"
+    );
+}
+
+/// The metric telemetry carries the test's faults; the GPU topic stays empty (the GPU
+/// detector of `sql/` needs its table).
+struct Topics {
+    metrics: String,
+    gpu: String,
+    deadletter: String,
+}
+
+async fn topics(broker: &TestBroker) -> Topics {
+    Topics {
+        metrics: broker
+            .create_topic("metrics", PARTITIONS)
+            .await
+            .expect("metrics topic"),
+        gpu: broker.create_topic("gpu", 1).await.expect("gpu topic"),
+        deadletter: broker
+            .create_topic("deadletter", 1)
+            .await
+            .expect("deadletter topic"),
+    }
+}
+
+/// An uninterrupted single-instance run over everything already on the metrics topic.
+async fn reference_alerts(
+    broker: &TestBroker,
+    topics: &Topics,
+    dir: &Path,
+    final_watermark_ms: i64,
+) -> BTreeMap<String, Alert> {
+    let alerts_topic = broker
+        .create_topic("alerts-reference", PARTITIONS)
+        .await
+        .expect("topic");
+    let checkpoints = dir.join("reference-checkpoints");
+    let setup = RunSetup {
+        broker,
+        group: unique_name("reference"),
+        metrics_topic: &topics.metrics,
+        gpu_topic: &topics.gpu,
+        alerts_topic: &alerts_topic,
+        deadletter_topic: &topics.deadletter,
+        checkpoint_dir: &checkpoints,
+    };
+    let instance = Instance::start(&setup, dir).await;
+    instance
+        .wait_for("opsloop_watermark_ms", final_watermark_ms as f64)
+        .await;
+    instance.terminate().await;
+    by_id(read_alerts(broker, &alerts_topic))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_mid_stream_and_restarted_emits_the_same_alerts() {
+    let broker = TestBroker::start().await.expect("broker");
+    let topics = topics(&broker).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ticks = fleet_ticks();
+    let final_watermark = final_watermark_ms(&ticks);
+    let (first, rest) = ticks.split_at(50);
+    let (during, last) = rest.split_at(30);
+
+    let alerts_topic = broker
+        .create_topic("alerts", PARTITIONS)
+        .await
+        .expect("topic");
+    let checkpoints = dir.path().join("checkpoints");
+    let setup = RunSetup {
+        broker: &broker,
+        group: unique_name("crash"),
+        metrics_topic: &topics.metrics,
+        gpu_topic: &topics.gpu,
+        alerts_topic: &alerts_topic,
+        deadletter_topic: &topics.deadletter,
+        checkpoint_dir: &checkpoints,
+    };
+    publish(&broker, &topics.metrics, first).await;
+    let instance = Instance::start(&setup, dir.path()).await;
+    instance
+        .wait_for("opsloop_watermark_ms", final_watermark_ms(first) as f64)
+        .await;
+    // Mid-stream: the next ticks are being published and read when the process dies.
+    let publishing = publish(&broker, &topics.metrics, during);
+    tokio::pin!(publishing);
+    tokio::select! {
+        _ = &mut publishing => {}
+        _ = tokio::time::sleep(Duration::from_millis(150)) => {}
+    }
+    instance.kill().await;
+    publishing.await;
+    let before_restart = read_alerts(&broker, &alerts_topic).len();
+    assert!(
+        std::fs::read_dir(&checkpoints)
+            .expect("checkpoint dir")
+            .count()
+            > 0,
+        "a checkpoint was written before the kill"
+    );
+
+    publish(&broker, &topics.metrics, last).await;
+    // tansu 0.6 keeps a killed member's partitions in the group, so the restart joins a group
+    // of its own; where it starts reading comes from the checkpoint's offsets either way.
+    let setup = RunSetup {
+        group: unique_name("crash-restart"),
+        ..setup
+    };
+    let restarted = Instance::start(&setup, dir.path()).await;
+    restarted
+        .wait_for("opsloop_watermark_ms", final_watermark as f64)
+        .await;
+    restarted.terminate().await;
+    let records = read_alerts(&broker, &alerts_topic);
+    let total_records = records.len();
+    let crashed = by_id(records);
+
+    let reference = reference_alerts(&broker, &topics, dir.path(), final_watermark).await;
+    assert!(
+        reference.len() >= 4,
+        "the faults raise alerts: {:?}",
+        reference.keys()
+    );
+    assert!(
+        before_restart > 0 && before_restart < total_records,
+        "alerts came both before the kill ({before_restart}) and after the restart \
+         ({total_records} in all)"
+    );
+    assert_same_alerts(&crashed, &reference);
+    eprintln!(
+        "{} alerts; {total_records} records on the crashed run's topic ({} replayed after the \
+         restart)",
+        reference.len(),
+        total_records - crashed.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_in_one_group_emit_what_one_instance_emits() {
+    let broker = TestBroker::start().await.expect("broker");
+    let topics = topics(&broker).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ticks = fleet_ticks();
+    let final_watermark = final_watermark_ms(&ticks);
+
+    let alerts_topic = broker
+        .create_topic("alerts-group", PARTITIONS)
+        .await
+        .expect("topic");
+    let group = unique_name("group");
+    let (first_dir, second_dir) = (dir.path().join("one"), dir.path().join("two"));
+    let setup = |checkpoint_dir| RunSetup {
+        broker: &broker,
+        group: group.clone(),
+        metrics_topic: &topics.metrics,
+        gpu_topic: &topics.gpu,
+        alerts_topic: &alerts_topic,
+        deadletter_topic: &topics.deadletter,
+        checkpoint_dir,
+    };
+    let one = Instance::start(&setup(&first_dir), dir.path()).await;
+    let two = Instance::start(&setup(&second_dir), dir.path()).await;
+    // Publish once the group has settled with partitions on both instances.
+    let settled = tokio::time::timeout(WAIT, async {
+        loop {
+            let assigned = (
+                one.metric(METRICS_ASSIGNED).await,
+                two.metric(METRICS_ASSIGNED).await,
+            );
+            if let (Some(a), Some(b)) = assigned
+                && a >= 1.0
+                && b >= 1.0
+                && a + b == f64::from(PARTITIONS)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(settled.is_ok(), "both instances got partitions");
+    publish(&broker, &topics.metrics, &ticks).await;
+    one.wait_for("opsloop_watermark_ms", final_watermark as f64)
+        .await;
+    two.wait_for("opsloop_watermark_ms", final_watermark as f64)
+        .await;
+    let records = [
+        one.metric("opsloop_source_records_total").await,
+        two.metric("opsloop_source_records_total").await,
+    ];
+    one.terminate().await;
+    two.terminate().await;
+    let grouped = by_id(read_alerts(&broker, &alerts_topic));
+
+    let reference = reference_alerts(&broker, &topics, dir.path(), final_watermark).await;
+    assert!(
+        reference.len() >= 4,
+        "the faults raise alerts: {} in the reference run, {} from the group",
+        reference.len(),
+        grouped.len()
+    );
+    assert_same_alerts(&grouped, &reference);
+    let total: usize = ticks.iter().map(Vec::len).sum();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r.expect("records metric"))
+            .sum::<f64>(),
+        total as f64,
+        "the instances shared the records: {records:?}"
+    );
+}

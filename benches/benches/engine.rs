@@ -31,7 +31,7 @@
 //!    the first seconds of the next), so this is what a series costs the engine, not one
 //!    window's accumulators; bytes per active group (series x open window) are printed too.
 //!    The run stops early once the state passes `OPSLOOP_BENCH_STATE_MAX_MB` (default 4,096);
-//!    the figure is then the bytes per group reached, a lower bound, marked "capped".
+//!    the figure is then the bytes per group reached, a lower bound, marked ">= ... (capped)".
 //! 4. **Alert latency**, from the throughput runs: for every `Engine::process` call whose
 //!    partition observations move the watermark past one or more window ends, the wall time of
 //!    that whole call, recorded once per window it fired (hdrhistogram, µs). The call aggregates
@@ -161,7 +161,7 @@ fn splitmix64(mut x: u64) -> u64 {
 
 /// Whether `series` runs slow (300-400 ms) during `minute`: about 1 in 100.
 fn slow(series: usize, minute: usize) -> bool {
-    splitmix64(((series as u64) << 32) | minute as u64) % 100 == 0
+    splitmix64(((series as u64) << 32) | minute as u64).is_multiple_of(100)
 }
 
 /// Micro-batches of `series` series sampled once a second for `seconds` seconds of event time,
@@ -426,12 +426,11 @@ impl State {
     }
 
     fn describe(&self) -> String {
-        let capped = if self.capped {
-            " (lower bound, capped)"
+        if self.capped {
+            format!(">= {} (capped)", self.per_series())
         } else {
-            ""
-        };
-        format!("{}{capped}", self.per_series())
+            self.per_series().to_string()
+        }
     }
 }
 
@@ -597,11 +596,11 @@ fn main() {
         "\nsummary ({series} series, batches of {batch_rows}; state at {state_series} series)"
     );
     println!(
-        "{:<44} {:>24} {:>24}   goal",
+        "{:<44} {:>26} {:>26}   goal",
         "", QUANTILES[0].name, QUANTILES[1].name
     );
     let row = |label: &str, cells: Vec<String>, goal: &str| {
-        println!("{label:<44} {:>24} {:>24}   {goal}", cells[0], cells[1]);
+        println!("{label:<44} {:>26} {:>26}   {goal}", cells[0], cells[1]);
     };
     let cells = |f: &dyn Fn(&Outcome) -> String| results.iter().map(f).collect::<Vec<_>>();
     row(

@@ -202,7 +202,7 @@ impl Engine {
                     message: error.to_string(),
                 }
             })?;
-        let mut engine = Engine::new(watermarks.clone(), Vec::new());
+        let mut engine = Engine::new(watermarks, Vec::new());
         engine.tracker = WatermarkTracker::restore(watermarks, &snapshot, now);
         engine.fired_to = engine.tracker.watermark();
         for detector in detectors {

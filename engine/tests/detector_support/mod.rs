@@ -10,7 +10,7 @@ use arrow::array::{
     TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{
-    DataType, Field, Float32Type, Float64Type, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit,
+    DataType, Field, Float32Type, Float64Type, Int32Type, Int64Type, SchemaRef, TimeUnit,
     TimestampMicrosecondType, UInt32Type, UInt64Type,
 };
 use opsloop_engine::detector::StreamTable;
@@ -19,28 +19,9 @@ use serde_json::{Map, Value};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
-/// The metric-samples schema of `opsloop_connectors` (entity, name, labels, value, time,
-/// source; no nulls), restated here because the engine does not depend on the connectors.
+/// The metric-samples schema the connectors decode every metric format into.
 pub(crate) fn metric_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("entity", DataType::Utf8, false),
-        Field::new("name", DataType::Utf8, false),
-        Field::new_map(
-            "labels",
-            "entries",
-            Arc::new(Field::new("keys", DataType::Utf8, false)),
-            Arc::new(Field::new("values", DataType::Utf8, false)),
-            false,
-            false,
-        ),
-        Field::new("value", DataType::Float64, false),
-        Field::new(
-            "time",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("source", DataType::Utf8, false),
-    ]))
+    opsloop_connectors::decode::metric_samples_schema()
 }
 
 /// The `db_metrics` stream table over [`metric_schema`], event time `time`.

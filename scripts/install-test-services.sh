@@ -6,7 +6,7 @@ set -euo pipefail
 TANSU_VERSION=0.6.0
 APT_PACKAGES=(
     postgresql-15 postgresql-contrib postgresql-15-hypopg postgresql-15-pg-qualstats
-    build-essential python3 python3-venv
+    prometheus-alertmanager build-essential python3 python3-venv
 )
 
 as_root() {

@@ -15,6 +15,7 @@ mod catalog;
 mod codec;
 mod error;
 pub mod examples;
+pub mod ids;
 pub mod ops;
 mod registry;
 pub mod telemetry;

@@ -35,21 +35,13 @@ use super::window::window_type;
 /// The default severity of the `ops.alerts` schema.
 const DEFAULT_SEVERITY: f64 = 0.5;
 
-/// 128-bit FNV-1a over length-prefixed fields, as 32 lowercase hex digits.
+/// The alert's deterministic id (see the module docs).
 pub(crate) fn alert_id(detector: &str, entity: &str, window_start_us: i64) -> String {
-    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
-    const PRIME: u128 = 0x0000000001000000000000000000013B;
-    let mut hash = OFFSET;
-    let mut feed = |bytes: &[u8]| {
-        for &byte in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
-            hash ^= u128::from(byte);
-            hash = hash.wrapping_mul(PRIME);
-        }
-    };
-    feed(detector.as_bytes());
-    feed(entity.as_bytes());
-    feed(&window_start_us.to_le_bytes());
-    format!("{hash:032x}")
+    opsloop_schemas::ids::stable_id(&[
+        detector.as_bytes(),
+        entity.as_bytes(),
+        &window_start_us.to_le_bytes(),
+    ])
 }
 
 /// How one output column feeds the alert.

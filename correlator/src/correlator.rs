@@ -1,0 +1,706 @@
+//! [`Correlator`]: alerts and event time in, incident versions and notifications out.
+//!
+//! Alerts join a group (equal `group_by` label values). An alert whose type is already a
+//! member type of an open incident of its group (or belongs to the pattern of one) joins it at
+//! once; any other waits in the group's pending set. Changes go out in flushes, as in
+//! Alertmanager: a new group's first flush comes `group_wait` after its first alert, later
+//! ones at least `group_interval` apart. A flush first lets pending alerts join open incidents,
+//! then matches patterns over the pending alerts and the open standalone incidents (a
+//! standalone incident whose type completes a pattern is promoted, keeping its id), then opens
+//! one standalone incident per remaining alert type, then publishes a version of every
+//! changed incident. An incident resolves `resolve_after_windows` window steps after its last
+//! alert; resolutions and acknowledgements publish at once.
+//!
+//! The clock is event time: [`Correlator::advance`] with the engine's watermark. Every
+//! action happens at its due time, not at the time `advance` was called, so the versions
+//! depend only on the alerts and their order of arrival between flushes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use opsloop_schemas::ids::stable_id;
+use opsloop_schemas::ops::{Alert, Incident, IncidentState};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CorrelatorConfig, PatternConfig};
+use crate::error::CorrelatorError;
+use crate::incident::{Added, OpenIncident};
+use crate::matcher::{all_match, label_value};
+
+/// What the correlator produced in one call.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Emitted {
+    /// New incident versions for `ops.incidents`, in the order they happened.
+    pub versions: Vec<Incident>,
+    /// Incidents to push to Alertmanager and webhooks: every unsilenced version, and repeats of
+    /// unchanged open incidents every `repeat_interval`.
+    pub notifications: Vec<Notification>,
+}
+
+impl Emitted {
+    fn absorb(&mut self, other: Emitted) {
+        self.versions.extend(other.versions);
+        self.notifications.extend(other.notifications);
+    }
+}
+
+/// One incident to notify about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub incident: Incident,
+    /// A reminder of an unchanged incident rather than a new version.
+    pub repeat: bool,
+}
+
+/// Running totals, for metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorrelatorCounters {
+    pub alerts: u64,
+    /// Alerts with the id of a member or pending alert (re-emissions, replays).
+    pub duplicates: u64,
+    pub inhibited: u64,
+    /// Alerts older than the last resolution of their type in their group.
+    pub late: u64,
+    pub silenced_notifications: u64,
+    pub versions: u64,
+}
+
+/// Gauges of the correlator's state.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CorrelatorStatus {
+    pub groups: usize,
+    pub open_incidents: usize,
+    pub pending_alerts: usize,
+    pub counters: CorrelatorCounters,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Group {
+    /// The group's `group_by` values (entity left out; it is on the incident).
+    labels: BTreeMap<String, String>,
+    pending: Vec<Alert>,
+    /// Earliest window end among the changes waiting for the next flush.
+    changed_since_us: Option<i64>,
+    /// Due time of the last flush; `None` while the group has had no open incident.
+    last_flush_us: Option<i64>,
+    incidents: Vec<OpenIncident>,
+    /// Per alert type, the latest resolution of an incident holding it.
+    resolved_until: BTreeMap<String, i64>,
+}
+
+/// The correlator's whole state, as saved in a checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    clock_us: Option<i64>,
+    groups: HashMap<String, Group>,
+    /// Active alerts per inhibition rule and `equal` values.
+    inhibitors: HashMap<String, u64>,
+    counters: CorrelatorCounters,
+}
+
+/// Groups alerts into incidents; see the module docs.
+#[derive(Debug)]
+pub struct Correlator {
+    config: CorrelatorConfig,
+    state: State,
+    /// Next due time per group and the groups due then; derived from `state`.
+    due: BTreeMap<i64, BTreeSet<String>>,
+    due_of: HashMap<String, i64>,
+    /// Open incident id -> group key.
+    incident_groups: HashMap<String, String>,
+}
+
+enum Action {
+    Flush,
+    /// Drop a quiet group once its resolutions are too old to make alerts late.
+    Forget,
+    Resolve(usize),
+    Repeat(usize),
+}
+
+impl Correlator {
+    pub fn new(config: CorrelatorConfig) -> Result<Self, CorrelatorError> {
+        config.validate()?;
+        Ok(Correlator {
+            config,
+            state: State::default(),
+            due: BTreeMap::new(),
+            due_of: HashMap::new(),
+            incident_groups: HashMap::new(),
+        })
+    }
+
+    pub fn config(&self) -> &CorrelatorConfig {
+        &self.config
+    }
+
+    /// Event time as far as the correlator has been told.
+    pub fn clock_us(&self) -> Option<i64> {
+        self.state.clock_us
+    }
+
+    pub fn status(&self) -> CorrelatorStatus {
+        let groups = self.state.groups.values();
+        CorrelatorStatus {
+            groups: self.state.groups.len(),
+            open_incidents: self.incident_groups.len(),
+            pending_alerts: groups.map(|g| g.pending.len()).sum(),
+            counters: self.state.counters,
+        }
+    }
+
+    /// Open incidents, in no particular order.
+    pub fn open_incidents(&self) -> impl Iterator<Item = &Incident> {
+        self.state
+            .groups
+            .values()
+            .flat_map(|g| g.incidents.iter().map(|i| &i.record))
+    }
+
+    /// Takes in one alert. Nothing is published until [`advance`](Self::advance) reaches a
+    /// due time, so arrival order within a flush does not matter.
+    pub fn observe(&mut self, alert: &Alert) {
+        self.state.counters.alerts += 1;
+        let key = self.group_key(alert);
+        if self.is_inhibited(alert) {
+            self.state.counters.inhibited += 1;
+            return;
+        }
+        let group = self
+            .state
+            .groups
+            .entry(key.clone())
+            .or_insert_with(|| Group {
+                labels: group_labels(&self.config, alert),
+                ..Group::default()
+            });
+        if group
+            .resolved_until
+            .get(&alert.alert_type)
+            .is_some_and(|&until| alert.window_end_us <= until)
+        {
+            self.state.counters.late += 1;
+            return;
+        }
+        if let Some(pending) = group
+            .pending
+            .iter_mut()
+            .find(|p| p.alert_id == alert.alert_id)
+        {
+            *pending = alert.clone();
+            self.state.counters.duplicates += 1;
+            return;
+        }
+        let joined = group
+            .incidents
+            .iter_mut()
+            .find(|i| i.has_type(&alert.alert_type));
+        match joined {
+            Some(incident) => match incident.add(alert.clone()) {
+                Added::New => hold_inhibitors(&self.config, &mut self.state.inhibitors, alert, 1),
+                Added::Revised => self.state.counters.duplicates += 1,
+                Added::Same => {
+                    self.state.counters.duplicates += 1;
+                    return;
+                }
+            },
+            None => {
+                hold_inhibitors(&self.config, &mut self.state.inhibitors, alert, 1);
+                group.pending.push(alert.clone());
+            }
+        }
+        group.changed_since_us = Some(
+            group
+                .changed_since_us
+                .map_or(alert.window_end_us, |t| t.min(alert.window_end_us)),
+        );
+        self.reschedule(&key);
+    }
+
+    /// Moves event time to `now_us` (never backwards) and performs everything due by then.
+    pub fn advance(&mut self, now_us: i64) -> Emitted {
+        let now_us = self
+            .state
+            .clock_us
+            .map_or(now_us, |clock| clock.max(now_us));
+        self.state.clock_us = Some(now_us);
+        let mut emitted = Emitted::default();
+        while let Some((&due_us, _)) = self.due.first_key_value() {
+            if due_us > now_us {
+                break;
+            }
+            let Some(keys) = self.due.remove(&due_us) else {
+                break;
+            };
+            for key in keys {
+                self.due_of.remove(&key);
+                emitted.absorb(self.run_due(&key, now_us));
+                self.reschedule(&key);
+            }
+        }
+        emitted
+    }
+
+    /// Marks open incident `incident_id` acknowledged at `at_us` (an operator or an actuator
+    /// took it); `None` if it is not open or already acknowledged.
+    pub fn acknowledge(&mut self, incident_id: &str, at_us: i64) -> Option<Incident> {
+        let key = self.incident_groups.get(incident_id)?.clone();
+        let group = self.state.groups.get_mut(&key)?;
+        let incident = group
+            .incidents
+            .iter_mut()
+            .find(|i| i.record.incident_id == incident_id)?;
+        if incident.record.state == IncidentState::Acknowledged {
+            return None;
+        }
+        let at_us = at_us.max(incident.record.updated_us);
+        let pattern = pattern_named(&self.config, &incident.record.pattern);
+        incident.refresh(&self.config, pattern, at_us);
+        let version = incident.publish(IncidentState::Acknowledged, at_us);
+        self.state.counters.versions += 1;
+        Some(version)
+    }
+
+    /// Every action of group `key` due by `now_us`, in time order.
+    fn run_due(&mut self, key: &str, now_us: i64) -> Emitted {
+        let mut emitted = Emitted::default();
+        while let Some((due_us, action)) = self.next_action(key).filter(|(due, _)| *due <= now_us) {
+            let Some(mut group) = self.state.groups.remove(key) else {
+                break;
+            };
+            let versions = match action {
+                Action::Flush => self.flush(key, &mut group, due_us),
+                Action::Resolve(index) => self.resolve(&mut group, index, due_us),
+                Action::Forget => Vec::new(),
+                Action::Repeat(index) => {
+                    let incident = &mut group.incidents[index];
+                    incident.last_notified_us = due_us;
+                    self.notify(
+                        &mut emitted,
+                        &incident.record.clone(),
+                        &incident.members,
+                        due_us,
+                        true,
+                    );
+                    Vec::new()
+                }
+            };
+            for (version, members) in versions {
+                self.notify(&mut emitted, &version, &members, due_us, false);
+                emitted.versions.push(version);
+                self.state.counters.versions += 1;
+            }
+            if !matches!(action, Action::Forget) {
+                self.state.groups.insert(key.to_owned(), group);
+            }
+        }
+        emitted
+    }
+
+    fn next_action(&self, key: &str) -> Option<(i64, Action)> {
+        let group = self.state.groups.get(key)?;
+        let mut next: Option<(i64, Action)> = None;
+        let mut consider = |due: i64, action: Action| {
+            if next.as_ref().is_none_or(|(best, _)| due < *best) {
+                next = Some((due, action));
+            }
+        };
+        if let Some(changed) = group.changed_since_us {
+            let mut due = match group.last_flush_us {
+                None => changed.saturating_add(micros(self.config.group_wait)),
+                Some(last) => changed.max(last.saturating_add(micros(self.config.group_interval))),
+            };
+            // Pending alerts may complete an open incident's pattern: correlate them before
+            // that incident would resolve, even if that is earlier than group_interval allows.
+            if !group.pending.is_empty()
+                && let Some(resolving) = group
+                    .incidents
+                    .iter()
+                    .filter(|i| i.record.version > 0)
+                    .map(|i| i.resolve_due_us(&self.config))
+                    .min()
+            {
+                due = due.min(resolving.max(changed));
+            }
+            consider(due, Action::Flush);
+        }
+        for (index, incident) in group.incidents.iter().enumerate() {
+            if incident.record.version > 0 {
+                consider(
+                    incident.resolve_due_us(&self.config),
+                    Action::Resolve(index),
+                );
+                consider(
+                    incident
+                        .last_notified_us
+                        .saturating_add(micros(self.config.repeat_interval)),
+                    Action::Repeat(index),
+                );
+            }
+        }
+        if group.incidents.is_empty() && group.pending.is_empty() {
+            let last = group
+                .resolved_until
+                .values()
+                .max()
+                .copied()
+                .unwrap_or(i64::MIN);
+            consider(
+                last.saturating_add(micros(self.config.group_interval)),
+                Action::Forget,
+            );
+        }
+        next
+    }
+
+    fn reschedule(&mut self, key: &str) {
+        if let Some(old) = self.due_of.remove(key)
+            && let Some(keys) = self.due.get_mut(&old)
+        {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.due.remove(&old);
+            }
+        }
+        if let Some((due, _)) = self.next_action(key) {
+            self.due.entry(due).or_default().insert(key.to_owned());
+            self.due_of.insert(key.to_owned(), due);
+        }
+    }
+
+    /// Pending alerts into incidents; a version of every changed incident.
+    fn flush(&mut self, key: &str, group: &mut Group, at_us: i64) -> Vec<(Incident, Vec<Alert>)> {
+        let mut published = Vec::new();
+        // A source that arrived after its target: the target is left out now.
+        let pending = std::mem::take(&mut group.pending);
+        let mut remaining = Vec::with_capacity(pending.len());
+        for alert in pending {
+            hold_inhibitors(&self.config, &mut self.state.inhibitors, &alert, -1);
+            if self.is_inhibited(&alert) {
+                self.state.counters.inhibited += 1;
+            } else {
+                hold_inhibitors(&self.config, &mut self.state.inhibitors, &alert, 1);
+                remaining.push(alert);
+            }
+        }
+        remaining.sort_by(|a, b| {
+            (a.window_start_us, &a.alert_id).cmp(&(b.window_start_us, &b.alert_id))
+        });
+
+        // Alerts whose type an open incident holds, or whose pattern it is, join it.
+        let mut unmatched = Vec::new();
+        for alert in remaining {
+            let home = group
+                .incidents
+                .iter()
+                .position(|i| i.has_type(&alert.alert_type))
+                .or_else(|| {
+                    group.incidents.iter().position(|i| {
+                        pattern_named(&self.config, &i.record.pattern)
+                            .is_some_and(|p| p.alert_types.contains(&alert.alert_type))
+                    })
+                });
+            match home {
+                Some(index) => {
+                    group.incidents[index].add(alert);
+                }
+                None => unmatched.push(alert),
+            }
+        }
+
+        // Patterns over the unmatched alerts and the open standalone incidents.
+        while let Some(pattern) = best_pattern(&self.config, group, &unmatched) {
+            let types: BTreeSet<&str> = pattern.alert_types.iter().map(String::as_str).collect();
+            let mut involved: Vec<usize> = (0..group.incidents.len())
+                .filter(|&i| {
+                    let incident = &group.incidents[i];
+                    incident.is_standalone()
+                        && incident.member_types().iter().all(|t| types.contains(t))
+                })
+                .collect();
+            involved.sort_by_key(|&i| {
+                let record = &group.incidents[i].record;
+                (record.opened_us, record.incident_id.clone())
+            });
+            let (joining, rest): (Vec<Alert>, Vec<Alert>) = unmatched
+                .into_iter()
+                .partition(|a| types.contains(a.alert_type.as_str()));
+            unmatched = rest;
+            let target = match involved.first() {
+                Some(&first) => {
+                    let incident = &mut group.incidents[first];
+                    incident.record.pattern.clone_from(&pattern.name);
+                    incident
+                        .record
+                        .failure_type
+                        .clone_from(&pattern.failure_type);
+                    incident.dirty = true;
+                    first
+                }
+                None => {
+                    let first_alert = joining.first().map_or("", |a| a.alert_id.as_str());
+                    let id = stable_id(&[
+                        key.as_bytes(),
+                        pattern.name.as_bytes(),
+                        first_alert.as_bytes(),
+                    ]);
+                    group.incidents.push(OpenIncident::new(
+                        id,
+                        Some(pattern),
+                        group.labels.clone(),
+                    ));
+                    group.incidents.len() - 1
+                }
+            };
+            for alert in joining {
+                group.incidents[target].add(alert);
+            }
+            // The other standalone incidents merge into the promoted one and close.
+            let target_id = group.incidents[target].record.incident_id.clone();
+            let mut merged_away: Vec<usize> = involved.iter().skip(1).copied().collect();
+            merged_away.sort_unstable_by(|a, b| b.cmp(a));
+            for merged in merged_away {
+                let mut incident = group.incidents.remove(merged);
+                let members = std::mem::take(&mut incident.members);
+                let target = group
+                    .incidents
+                    .iter_mut()
+                    .find(|i| i.record.incident_id == target_id);
+                if let Some(target) = target {
+                    for member in members.iter().cloned() {
+                        target.add(member);
+                    }
+                }
+                incident.members = members;
+                incident
+                    .record
+                    .labels
+                    .insert("merged_into".to_owned(), target_id.clone());
+                self.incident_groups.remove(&incident.record.incident_id);
+                if incident.record.version > 0 {
+                    incident.refresh(&self.config, None, at_us);
+                    let version = incident.publish(IncidentState::Resolved, at_us);
+                    published.push((version, incident.members));
+                }
+            }
+        }
+
+        // What is left: one standalone incident per alert type.
+        let mut by_type: BTreeMap<String, Vec<Alert>> = BTreeMap::new();
+        for alert in unmatched {
+            by_type
+                .entry(alert.alert_type.clone())
+                .or_default()
+                .push(alert);
+        }
+        for (_, alerts) in by_type {
+            let first_alert = alerts.first().map_or("", |a| a.alert_id.as_str());
+            let id = stable_id(&[key.as_bytes(), b"standalone", first_alert.as_bytes()]);
+            let mut incident = OpenIncident::new(id, None, group.labels.clone());
+            for alert in alerts {
+                incident.add(alert);
+            }
+            group.incidents.push(incident);
+        }
+
+        for incident in &mut group.incidents {
+            if !incident.dirty {
+                continue;
+            }
+            let pattern = pattern_named(&self.config, &incident.record.pattern);
+            incident.refresh(&self.config, pattern, at_us);
+            let state = if incident.record.version == 0 {
+                IncidentState::Open
+            } else {
+                IncidentState::Updated
+            };
+            let version = incident.publish(state, at_us);
+            incident.last_notified_us = at_us;
+            self.incident_groups
+                .insert(version.incident_id.clone(), key.to_owned());
+            published.push((version, incident.members.clone()));
+        }
+        group.changed_since_us = None;
+        group.last_flush_us = Some(at_us);
+        published
+    }
+
+    fn resolve(
+        &mut self,
+        group: &mut Group,
+        index: usize,
+        at_us: i64,
+    ) -> Vec<(Incident, Vec<Alert>)> {
+        let mut incident = group.incidents.remove(index);
+        for member in &incident.members {
+            hold_inhibitors(&self.config, &mut self.state.inhibitors, member, -1);
+            let until = group
+                .resolved_until
+                .entry(member.alert_type.clone())
+                .or_insert(at_us);
+            *until = (*until).max(at_us);
+        }
+        self.incident_groups.remove(&incident.record.incident_id);
+        let pattern = pattern_named(&self.config, &incident.record.pattern);
+        incident.refresh(&self.config, pattern, at_us);
+        incident.record.resolved_us = Some(at_us);
+        let version = incident.publish(IncidentState::Resolved, at_us);
+        if group.incidents.is_empty() {
+            group.last_flush_us = None;
+        }
+        vec![(version, incident.members)]
+    }
+
+    /// A notification of `incident` at event time `at_us`, unless silenced then.
+    fn notify(
+        &mut self,
+        emitted: &mut Emitted,
+        incident: &Incident,
+        members: &[Alert],
+        at_us: i64,
+        repeat: bool,
+    ) {
+        let silenced = self.config.silences.iter().any(|silence| {
+            (silence.starts_us..silence.ends_us).contains(&at_us)
+                && !members.is_empty()
+                && members.iter().all(|m| all_match(&silence.matchers, m))
+        });
+        if silenced {
+            self.state.counters.silenced_notifications += 1;
+        } else {
+            emitted.notifications.push(Notification {
+                incident: incident.clone(),
+                repeat,
+            });
+        }
+    }
+
+    fn group_key(&self, alert: &Alert) -> String {
+        let values: Vec<&[u8]> = self
+            .config
+            .group_by
+            .iter()
+            .map(|label| label_value(alert, label).as_bytes())
+            .collect();
+        stable_id(&values)
+    }
+
+    fn is_inhibited(&self, alert: &Alert) -> bool {
+        self.config
+            .inhibit_rules
+            .iter()
+            .enumerate()
+            .any(|(index, rule)| {
+                all_match(&rule.target_matchers, alert)
+                    && self
+                        .state
+                        .inhibitors
+                        .get(&inhibitor_key(index, &rule.equal, alert))
+                        .is_some_and(|&count| count > 0)
+            })
+    }
+
+    /// The saved state, for a checkpoint.
+    pub fn snapshot(&self) -> Result<Vec<u8>, CorrelatorError> {
+        serde_json::to_vec(&self.state)
+            .map_err(|error| CorrelatorError::Snapshot(error.to_string()))
+    }
+
+    /// A correlator resumed from [`snapshot`](Self::snapshot) bytes.
+    pub fn restore(config: CorrelatorConfig, snapshot: &[u8]) -> Result<Self, CorrelatorError> {
+        let mut correlator = Correlator::new(config)?;
+        correlator.state = serde_json::from_slice(snapshot)
+            .map_err(|error| CorrelatorError::Snapshot(error.to_string()))?;
+        let keys: Vec<String> = correlator.state.groups.keys().cloned().collect();
+        for key in keys {
+            for incident in &correlator.state.groups[&key].incidents {
+                if incident.record.version > 0 {
+                    correlator
+                        .incident_groups
+                        .insert(incident.record.incident_id.clone(), key.clone());
+                }
+            }
+            correlator.reschedule(&key);
+        }
+        Ok(correlator)
+    }
+}
+
+/// The pattern with the most member types present among `unmatched` alerts and the group's
+/// open standalone incidents (at least its `min_types`); the first listed on a tie.
+fn best_pattern<'c>(
+    config: &'c CorrelatorConfig,
+    group: &Group,
+    unmatched: &[Alert],
+) -> Option<&'c PatternConfig> {
+    let mut present: BTreeSet<&str> = unmatched.iter().map(|a| a.alert_type.as_str()).collect();
+    for incident in group.incidents.iter().filter(|i| i.is_standalone()) {
+        present.extend(incident.member_types());
+    }
+    let mut best: Option<(&PatternConfig, usize)> = None;
+    for pattern in &config.patterns {
+        let matched = pattern
+            .alert_types
+            .iter()
+            .filter(|t| present.contains(t.as_str()))
+            .count();
+        // Only worth it when an unmatched alert takes part (else nothing changes).
+        let new = unmatched
+            .iter()
+            .any(|a| pattern.alert_types.contains(&a.alert_type));
+        if new && matched >= pattern.min_types && best.is_none_or(|(_, count)| matched > count) {
+            best = Some((pattern, matched));
+        }
+    }
+    best.map(|(pattern, _)| pattern)
+}
+
+fn pattern_named<'c>(config: &'c CorrelatorConfig, name: &str) -> Option<&'c PatternConfig> {
+    config.patterns.iter().find(|p| p.name == name)
+}
+
+fn group_labels(config: &CorrelatorConfig, alert: &Alert) -> BTreeMap<String, String> {
+    config
+        .group_by
+        .iter()
+        .filter(|label| label.as_str() != "entity")
+        .filter_map(|label| {
+            let value = label_value(alert, label);
+            (!value.is_empty()).then(|| (label.clone(), value.to_owned()))
+        })
+        .collect()
+}
+
+fn inhibitor_key(rule: usize, equal: &[String], alert: &Alert) -> String {
+    let rule = rule.to_le_bytes();
+    let mut fields: Vec<&[u8]> = vec![&rule];
+    fields.extend(
+        equal
+            .iter()
+            .map(|label| label_value(alert, label).as_bytes()),
+    );
+    stable_id(&fields)
+}
+
+/// Counts `alert` in (`delta` 1) or out (-1) of every rule it is a source of.
+fn hold_inhibitors(
+    config: &CorrelatorConfig,
+    inhibitors: &mut HashMap<String, u64>,
+    alert: &Alert,
+    delta: i64,
+) {
+    for (index, rule) in config.inhibit_rules.iter().enumerate() {
+        if !all_match(&rule.source_matchers, alert) {
+            continue;
+        }
+        let key = inhibitor_key(index, &rule.equal, alert);
+        let count = inhibitors.entry(key.clone()).or_insert(0);
+        *count = count.saturating_add_signed(delta);
+        if *count == 0 {
+            inhibitors.remove(&key);
+        }
+    }
+}
+
+fn micros(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,229 @@
+//! One open incident: its member alerts and the record its next version publishes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use opsloop_schemas::ops::{Alert, Incident, IncidentState, Tier};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CorrelatorConfig, PatternConfig};
+use crate::hypotheses;
+
+/// The pattern name of incidents no pattern matched.
+pub const STANDALONE: &str = "standalone";
+
+/// The failure type of a standalone alert type the configuration does not classify.
+pub const UNCLASSIFIED: &str = "unclassified";
+
+/// What [`OpenIncident::add`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Added {
+    New,
+    /// A member with the same id, changed (a re-emission after late data).
+    Revised,
+    /// A member exactly like it (a replay).
+    Same,
+}
+
+/// An incident between its opening and its resolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct OpenIncident {
+    /// The latest version, published or about to be.
+    pub(crate) record: Incident,
+    /// Member alerts, ordered by window start then id; evidence maps are dropped.
+    pub(crate) members: Vec<Alert>,
+    /// The member windows' step: the smallest gap between successive windows of one series,
+    /// else the shortest window.
+    pub(crate) step_us: i64,
+    /// The latest member window end: the incident resolves `resolve_after_windows` steps later.
+    pub(crate) last_alert_end_us: i64,
+    /// Changed since the last published version.
+    pub(crate) dirty: bool,
+    /// Event time of the last notification.
+    pub(crate) last_notified_us: i64,
+}
+
+impl OpenIncident {
+    /// A new incident of `pattern` (or standalone) with id `incident_id`, not yet published.
+    pub(crate) fn new(
+        incident_id: String,
+        pattern: Option<&PatternConfig>,
+        labels: BTreeMap<String, String>,
+    ) -> Self {
+        OpenIncident {
+            record: Incident {
+                incident_id,
+                version: 0,
+                entity: String::new(),
+                pattern: pattern.map_or(STANDALONE, |p| &p.name).to_owned(),
+                failure_type: pattern.map_or(UNCLASSIFIED, |p| &p.failure_type).to_owned(),
+                severity: 0.0,
+                tier: Tier::T4,
+                state: IncidentState::Open,
+                opened_us: i64::MAX,
+                updated_us: 0,
+                deadline_us: None,
+                resolved_us: None,
+                alert_ids: Vec::new(),
+                alert_types: Vec::new(),
+                hypotheses: Vec::new(),
+                model_version: None,
+                feature_set: Vec::new(),
+                labels,
+            },
+            members: Vec::new(),
+            step_us: i64::MAX,
+            last_alert_end_us: i64::MIN,
+            dirty: true,
+            last_notified_us: i64::MIN,
+        }
+    }
+
+    pub(crate) fn is_standalone(&self) -> bool {
+        self.record.pattern == STANDALONE
+    }
+
+    pub(crate) fn has_type(&self, alert_type: &str) -> bool {
+        self.members.iter().any(|m| m.alert_type == alert_type)
+    }
+
+    pub(crate) fn member_types(&self) -> BTreeSet<&str> {
+        self.members.iter().map(|m| m.alert_type.as_str()).collect()
+    }
+
+    /// Adds `alert`, or replaces the member with its id (a re-emission after late data).
+    pub(crate) fn add(&mut self, mut alert: Alert) -> Added {
+        alert.evidence.clear();
+        if let Some(existing) = self
+            .members
+            .iter_mut()
+            .find(|m| m.alert_id == alert.alert_id)
+        {
+            if *existing == alert {
+                return Added::Same;
+            }
+            *existing = alert;
+            self.dirty = true;
+            return Added::Revised;
+        }
+        self.last_alert_end_us = self.last_alert_end_us.max(alert.window_end_us);
+        self.dirty = true;
+        let position = self.members.partition_point(|m| {
+            (m.window_start_us, &m.alert_id) < (alert.window_start_us, &alert.alert_id)
+        });
+        self.members.insert(position, alert);
+        Added::New
+    }
+
+    /// When the incident resolves if no further alert arrives.
+    pub(crate) fn resolve_due_us(&self, config: &CorrelatorConfig) -> i64 {
+        let windows = i64::from(config.resolve_after_windows);
+        self.last_alert_end_us
+            .saturating_add(self.step_us.saturating_mul(windows))
+    }
+
+    /// Recomputes everything derived from the members into `record` as a version at `at_us`.
+    pub(crate) fn refresh(
+        &mut self,
+        config: &CorrelatorConfig,
+        pattern: Option<&PatternConfig>,
+        at_us: i64,
+    ) {
+        self.step_us = window_step(&self.members);
+        let record = &mut self.record;
+        record.opened_us = record
+            .opened_us
+            .min(self.members.first().map_or(at_us, |m| m.window_start_us));
+        record.updated_us = at_us;
+        record.entity = self
+            .members
+            .first()
+            .map(|m| m.entity.clone())
+            .unwrap_or_default();
+        record.alert_ids = self.members.iter().map(|m| m.alert_id.clone()).collect();
+        let types: BTreeSet<&str> = self.members.iter().map(|m| m.alert_type.as_str()).collect();
+        record.alert_types = types.iter().map(|t| (*t).to_owned()).collect();
+        if pattern.is_none() {
+            record.failure_type = types
+                .iter()
+                .find_map(|t| config.failure_types.get(*t))
+                .map_or(UNCLASSIFIED, String::as_str)
+                .to_owned();
+        }
+
+        // Noisy-OR over the member types' peak severities: independent evidence adds up.
+        let mut peak_by_type: BTreeMap<&str, f64> = BTreeMap::new();
+        for member in &self.members {
+            let peak = peak_by_type.entry(&member.alert_type).or_insert(0.0);
+            *peak = peak.max(member.severity.clamp(0.0, 1.0));
+        }
+        let healthy: f64 = peak_by_type.values().map(|s| 1.0 - s).product();
+        // Severity never falls within an incident's life: the tier and deadline hold.
+        record.severity = record.severity.max(1.0 - healthy);
+        let mut tier = config.tier_of(record.severity);
+        if let Some(min_tier) = pattern.and_then(|p| p.min_tier) {
+            tier = tier.min(min_tier);
+        }
+        let escalated = record.version == 0 || tier < record.tier;
+        record.tier = tier.min(record.tier);
+        if escalated {
+            let from = if record.version == 0 {
+                record.opened_us
+            } else {
+                at_us
+            };
+            let due = tier.act_within().map(|within| {
+                from.saturating_add(i64::try_from(within.as_micros()).unwrap_or(i64::MAX))
+            });
+            record.deadline_us = match (record.deadline_us, due) {
+                (Some(old), Some(new)) => Some(old.min(new)),
+                (old, new) => new.or(old),
+            };
+        }
+
+        record.model_version = self
+            .members
+            .iter()
+            .rev()
+            .find_map(|m| m.labels.get("model_version").cloned());
+        let features: BTreeSet<&str> = self
+            .members
+            .iter()
+            .filter_map(|m| m.labels.get("feature").map(String::as_str))
+            .collect();
+        record.feature_set = features.into_iter().map(str::to_owned).collect();
+        record.hypotheses = hypotheses::rank(&self.members, pattern, self.step_us);
+    }
+
+    /// The next version to publish, in `state`, at `at_us`.
+    pub(crate) fn publish(&mut self, state: IncidentState, at_us: i64) -> Incident {
+        self.record.version += 1;
+        self.record.state = state;
+        self.record.updated_us = at_us;
+        self.dirty = false;
+        self.record.clone()
+    }
+}
+
+/// The smallest gap between successive window ends of one series (alert type on entity), or
+/// the shortest window when no series has two windows. Hopping windows slide by less than
+/// their length, and the slide is what "N healthy windows" counts.
+fn window_step(members: &[Alert]) -> i64 {
+    let mut shortest = i64::MAX;
+    let mut ends: BTreeMap<(&str, &str), Vec<i64>> = BTreeMap::new();
+    for member in members {
+        shortest = shortest.min((member.window_end_us - member.window_start_us).max(1));
+        ends.entry((&member.alert_type, &member.entity))
+            .or_default()
+            .push(member.window_end_us);
+    }
+    for series in ends.values_mut() {
+        series.sort_unstable();
+        for pair in series.windows(2) {
+            let gap = pair[1] - pair[0];
+            if gap > 0 {
+                shortest = shortest.min(gap);
+            }
+        }
+    }
+    if shortest == i64::MAX { 1 } else { shortest }
+}

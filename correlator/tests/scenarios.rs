@@ -1,0 +1,448 @@
+//! Timed alert sequences through the correlator, asserting the exact incidents, tiers,
+//! patterns, hypothesis order and lifecycle transitions.
+
+use std::collections::BTreeMap;
+
+use opsloop_correlator::{Correlator, CorrelatorConfig, DEFAULT_CORRELATOR_CONFIG, Emitted};
+use opsloop_schemas::ops::{Alert, Incident, IncidentState, Tier};
+
+const S: i64 = 1_000_000;
+
+fn alert(alert_type: &str, entity: &str, start_s: i64, end_s: i64, severity: f64) -> Alert {
+    Alert {
+        alert_id: format!("{alert_type}/{entity}/{start_s}"),
+        entity: entity.to_owned(),
+        detector: format!("{alert_type}_detector"),
+        alert_type: alert_type.to_owned(),
+        score: 1.0,
+        severity,
+        window_start_us: start_s * S,
+        window_end_us: end_s * S,
+        evidence: BTreeMap::from([("p99".to_owned(), 300.0)]),
+        labels: BTreeMap::new(),
+        emitted_us: 0,
+    }
+}
+
+fn with_labels(mut alert: Alert, labels: &[(&str, &str)]) -> Alert {
+    for (key, value) in labels {
+        alert.labels.insert((*key).to_owned(), (*value).to_owned());
+    }
+    alert
+}
+
+fn correlator(overrides: &str) -> Correlator {
+    let mut text = String::new();
+    // Top-level keys must come before the tables of the defaults.
+    text.push_str(overrides);
+    text.push('\n');
+    for line in DEFAULT_CORRELATOR_CONFIG.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        if !key.is_empty()
+            && overrides
+                .lines()
+                .any(|o| o.split('=').next().map(str::trim) == Some(key))
+        {
+            continue;
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    Correlator::new(CorrelatorConfig::from_toml(&text).expect("config")).expect("correlator")
+}
+
+fn run(correlator: &mut Correlator, alerts: &[Alert], until_s: i64) -> Emitted {
+    for alert in alerts {
+        correlator.observe(alert);
+    }
+    correlator.advance(until_s * S)
+}
+
+fn transitions(versions: &[Incident]) -> Vec<(String, i64, IncidentState, i64)> {
+    versions
+        .iter()
+        .map(|v| (v.incident_id.clone(), v.version, v.state, v.updated_us / S))
+        .collect()
+}
+
+fn drift_alerts() -> Vec<Alert> {
+    let labels = [("model", "ranker"), ("cluster", "eu-1")];
+    vec![
+        with_labels(
+            alert("data_drift_score_high", "fs-db", 0, 60, 0.6),
+            &[
+                ("model", "ranker"),
+                ("cluster", "eu-1"),
+                ("model_version", "v7"),
+                ("feature", "user_age"),
+            ],
+        ),
+        with_labels(
+            alert("query_latency_increase", "fs-db", 20, 80, 0.5),
+            &labels,
+        ),
+        with_labels(
+            alert("model_performance_drop", "fs-db", 30, 90, 0.7),
+            &[
+                ("model", "ranker"),
+                ("cluster", "eu-1"),
+                ("model_version", "v7"),
+            ],
+        ),
+    ]
+}
+
+#[test]
+fn data_drift_pattern_opens_one_incident_with_ranked_hypotheses_then_resolves() {
+    let mut correlator = correlator("");
+    let opened = run(&mut correlator, &drift_alerts(), 90);
+    assert_eq!(opened.versions.len(), 1, "{:#?}", opened.versions);
+    let incident = &opened.versions[0];
+    assert_eq!(incident.pattern, "data_drift_incident");
+    assert_eq!(incident.failure_type, "data_drift");
+    assert_eq!(incident.state, IncidentState::Open);
+    assert_eq!(incident.version, 1);
+    assert_eq!(incident.entity, "fs-db");
+    // Noisy-OR of 0.6, 0.5, 0.7: 1 - 0.4 * 0.5 * 0.3 = 0.94 -> T1, act within 5 min of onset.
+    assert!(
+        (incident.severity - 0.94).abs() < 1e-12,
+        "{}",
+        incident.severity
+    );
+    assert_eq!(incident.tier, Tier::T1);
+    assert_eq!(incident.opened_us, 0);
+    assert_eq!(
+        incident.updated_us,
+        90 * S,
+        "group_wait after the first alert's window end"
+    );
+    assert_eq!(incident.deadline_us, Some(300 * S));
+    assert_eq!(
+        incident.alert_ids,
+        [
+            "data_drift_score_high/fs-db/0",
+            "query_latency_increase/fs-db/20",
+            "model_performance_drop/fs-db/30"
+        ]
+    );
+    assert_eq!(incident.model_version.as_deref(), Some("v7"));
+    assert_eq!(incident.feature_set, ["user_age"]);
+    assert_eq!(
+        incident.labels,
+        BTreeMap::from([
+            ("cluster".to_owned(), "eu-1".to_owned()),
+            ("model".to_owned(), "ranker".to_owned())
+        ])
+    );
+    // Onset order drift, latency, performance; drift is also the pattern's known cause.
+    // Scores 0.5 + 0.2, 0.5 * 2/3, 0.5 * 1/3 (no lead-lag: one window each, same step).
+    let causes: Vec<&str> = incident
+        .hypotheses
+        .iter()
+        .map(|h| h.cause.as_str())
+        .collect();
+    assert!(
+        causes[0].starts_with("The model's input data drifted"),
+        "{causes:?}"
+    );
+    assert!(
+        causes[1].starts_with("query_latency_increase on fs-db"),
+        "{causes:?}"
+    );
+    assert!(
+        causes[2].starts_with("model_performance_drop on fs-db"),
+        "{causes:?}"
+    );
+    let confidences: Vec<f64> = incident.hypotheses.iter().map(|h| h.confidence).collect();
+    for (got, want) in confidences
+        .iter()
+        .zip([0.7 / 1.2, (1.0 / 3.0) / 1.2, (1.0 / 6.0) / 1.2])
+    {
+        assert!((got - want).abs() < 1e-12, "{confidences:?}");
+    }
+    assert!(incident.hypotheses[0].evidence.contains("1st of 3"));
+    assert_eq!(opened.notifications.len(), 1);
+
+    // Healthy for 3 windows (60 s each) after the last alert's end at 90 s: resolved at 270 s.
+    assert!(correlator.advance(269 * S).versions.is_empty());
+    let resolved = correlator.advance(10_000 * S);
+    assert_eq!(
+        transitions(&resolved.versions),
+        [(
+            incident.incident_id.clone(),
+            2,
+            IncidentState::Resolved,
+            270
+        )]
+    );
+    assert_eq!(resolved.versions[0].resolved_us, Some(270 * S));
+    assert_eq!(correlator.status().open_incidents, 0);
+}
+
+#[test]
+fn out_of_order_arrival_yields_the_same_incident() {
+    let mut in_order = correlator("");
+    let mut reversed = correlator("");
+    let mut alerts = drift_alerts();
+    let expected = run(&mut in_order, &alerts, 90);
+    alerts.reverse();
+    let got = run(&mut reversed, &alerts, 90);
+    assert_eq!(got, expected);
+    // A replayed alert changes nothing.
+    reversed.observe(&alerts[0]);
+    assert!(reversed.advance(100 * S).versions.is_empty());
+    assert_eq!(reversed.status().counters.duplicates, 1);
+}
+
+#[test]
+fn a_flapping_signal_keeps_one_incident_open_until_healthy_for_n_windows() {
+    let mut correlator = correlator("");
+    // 1-minute windows alerting at 0-60, 60-120, healthy at 120-180, alerting at 180-240.
+    let alerts = [
+        alert("query_latency_spike", "db-1", 0, 60, 0.5),
+        alert("query_latency_spike", "db-1", 60, 120, 0.5),
+        alert("query_latency_spike", "db-1", 180, 240, 0.5),
+    ];
+    let mut versions = Vec::new();
+    for (alert, advance_to) in alerts.iter().zip([90, 150, 250]) {
+        correlator.observe(alert);
+        versions.extend(correlator.advance(advance_to * S).versions);
+    }
+    // Up to past the resolution, but not so far that the group's memory of it is gone.
+    versions.extend(correlator.advance(600 * S).versions);
+    let id = versions[0].incident_id.clone();
+    // Open after group_wait; the later alerts join at once and go out one group_interval
+    // (300 s) after the first flush; resolved 3 healthy windows after 240 s.
+    assert_eq!(
+        transitions(&versions),
+        [
+            (id.clone(), 1, IncidentState::Open, 90),
+            (id.clone(), 2, IncidentState::Updated, 390),
+            (id, 3, IncidentState::Resolved, 420),
+        ]
+    );
+    assert_eq!(versions[0].pattern, "standalone");
+    assert_eq!(versions[0].failure_type, "latency_degradation");
+    // Severity 0.5 -> T3 (>= 0.4, < 0.6), 24 h from onset.
+    assert_eq!(versions[0].tier, Tier::T3);
+    assert_eq!(versions[0].deadline_us, Some(24 * 3600 * S));
+    assert_eq!(versions[2].alert_ids.len(), 3);
+
+    // After resolution a new alert of the same type opens a new incident; an alert older than
+    // the resolution is late.
+    correlator.observe(&alert("query_latency_spike", "db-1", 300, 360, 0.5));
+    correlator.observe(&alert("query_latency_spike", "db-1", 500, 560, 0.5));
+    let reopened = correlator.advance(20_000 * S);
+    assert_eq!(correlator.status().counters.late, 1);
+    assert_eq!(reopened.versions[0].state, IncidentState::Open);
+    assert_ne!(reopened.versions[0].incident_id, versions[0].incident_id);
+}
+
+#[test]
+fn a_standalone_incident_is_promoted_to_its_pattern_and_ranked_by_lead_lag() {
+    let mut correlator = correlator("");
+    let mut alerts = Vec::new();
+    for start in [0, 60, 120] {
+        alerts.push(alert(
+            "cpu_utilization_high",
+            "db-1",
+            start,
+            start + 60,
+            0.5,
+        ));
+    }
+    for start in [60, 120, 180] {
+        alerts.push(alert("gpu_utilization_low", "db-1", start, start + 60, 0.5));
+    }
+    correlator.observe(&alerts[0]);
+    let first = correlator.advance(90 * S);
+    assert_eq!(first.versions.len(), 1);
+    assert_eq!(first.versions[0].pattern, "standalone");
+    assert_eq!(first.versions[0].failure_type, "resource_contention");
+    for alert in &alerts[1..] {
+        correlator.observe(alert);
+    }
+    let promoted = correlator.advance(1_000 * S);
+    let id = first.versions[0].incident_id.clone();
+    // The pending GPU alerts are correlated before the CPU incident would resolve (180 s +
+    // 3 windows = 360 s), keeping its id; then it resolves 3 windows after 240 s.
+    assert_eq!(
+        transitions(&promoted.versions),
+        [
+            (id.clone(), 2, IncidentState::Updated, 360),
+            (id, 3, IncidentState::Resolved, 420),
+        ]
+    );
+    let incident = &promoted.versions[0];
+    assert_eq!(incident.pattern, "resource_contention");
+    assert_eq!(
+        incident.alert_types,
+        ["cpu_utilization_high", "gpu_utilization_low"]
+    );
+    // 1 - 0.5 * 0.5 = 0.75 -> T2; escalated from T3 at 360 s: deadline min(24 h, 360 s + 1 h).
+    assert_eq!(incident.tier, Tier::T2);
+    assert_eq!(incident.deadline_us, Some((360 + 3600) * S));
+    // CPU: first onset, leads GPU by one window, the pattern's root: 0.5 + 0.3 + 0.2 = 1.0;
+    // GPU: 0.5 * 1/2 = 0.25.
+    let hypotheses = &incident.hypotheses;
+    assert_eq!(hypotheses.len(), 2);
+    assert!(
+        hypotheses[0].cause.starts_with("The database host's CPU"),
+        "{hypotheses:?}"
+    );
+    assert!(
+        hypotheses[0]
+            .evidence
+            .contains("leads gpu_utilization_low on db-1 by 1m (overlap 1.00)"),
+        "{}",
+        hypotheses[0].evidence
+    );
+    assert!((hypotheses[0].confidence - 0.8).abs() < 1e-12);
+    assert!((hypotheses[1].confidence - 0.2).abs() < 1e-12);
+}
+
+#[test]
+fn inhibited_alerts_are_left_out_whatever_their_arrival_order() {
+    let mut correlator = correlator("");
+    // The latency alert arrives before the saturation that inhibits it (same entity).
+    let alerts = [
+        alert("query_latency_increase", "db-1", 0, 60, 0.6),
+        alert("connection_saturation", "db-1", 0, 60, 0.6),
+        alert("query_error_burst", "db-1", 10, 70, 0.6),
+        alert("query_latency_increase", "db-2", 0, 60, 0.6),
+    ];
+    let emitted = run(&mut correlator, &alerts, 100);
+    let mut by_entity: Vec<(&str, &str, Vec<String>)> = emitted
+        .versions
+        .iter()
+        .map(|v| (v.entity.as_str(), v.pattern.as_str(), v.alert_types.clone()))
+        .collect();
+    by_entity.sort();
+    assert_eq!(
+        by_entity,
+        [
+            (
+                "db-1",
+                "resource_exhaustion",
+                vec![
+                    "connection_saturation".to_owned(),
+                    "query_error_burst".to_owned()
+                ]
+            ),
+            (
+                "db-2",
+                "standalone",
+                vec!["query_latency_increase".to_owned()]
+            ),
+        ]
+    );
+    assert_eq!(correlator.status().counters.inhibited, 1);
+    // While the saturation is active, a later latency alert on db-1 is inhibited at once.
+    correlator.observe(&alert("query_latency_increase", "db-1", 60, 120, 0.6));
+    assert_eq!(correlator.status().counters.inhibited, 2);
+}
+
+#[test]
+fn silences_mute_notifications_but_not_incidents() {
+    let config = format!(
+        "{DEFAULT_CORRELATOR_CONFIG}\n[[silences]]\nmatchers = [\"entity=db-3\"]\n\
+         starts = \"1970-01-01T00:00:00Z\"\nends = \"1970-01-01T01:00:00Z\"\ncomment = \"maintenance\"\n"
+    );
+    let mut correlator =
+        Correlator::new(CorrelatorConfig::from_toml(&config).expect("config")).expect("correlator");
+    let emitted = run(
+        &mut correlator,
+        &[
+            alert("gpu_thermal", "db-3", 0, 60, 0.9),
+            alert("gpu_thermal", "db-4", 0, 60, 0.9),
+        ],
+        10_000,
+    );
+    // Both open and resolve; only db-4's two versions are notified.
+    assert_eq!(emitted.versions.len(), 4);
+    let notified: Vec<&str> = emitted
+        .notifications
+        .iter()
+        .map(|n| n.incident.entity.as_str())
+        .collect();
+    assert_eq!(notified, ["db-4", "db-4"]);
+    assert_eq!(correlator.status().counters.silenced_notifications, 2);
+}
+
+#[test]
+fn unchanged_open_incidents_are_notified_again_every_repeat_interval() {
+    let mut correlator = correlator("repeat_interval = \"10m\"\nresolve_after_windows = 60");
+    let emitted = run(
+        &mut correlator,
+        &[alert("gpu_thermal", "gpu-1", 0, 60, 0.9)],
+        1_900,
+    );
+    // Opened at 90 s; reminders at 690, 1290, 1890 s; resolves at 60 + 60 * 60 = 3660 s.
+    let repeats: Vec<(bool, i64)> = emitted
+        .notifications
+        .iter()
+        .map(|n| (n.repeat, n.incident.version))
+        .collect();
+    assert_eq!(repeats, [(false, 1), (true, 1), (true, 1), (true, 1)]);
+    assert_eq!(emitted.versions.len(), 1);
+}
+
+#[test]
+fn acknowledgement_is_a_version_and_pattern_min_tier_holds() {
+    let mut correlator = correlator("");
+    let emitted = run(
+        &mut correlator,
+        &[
+            alert("anomalous_access_pattern", "db-9", 0, 60, 0.2),
+            alert("exfiltration_sized_read", "db-9", 30, 90, 0.2),
+        ],
+        120,
+    );
+    let incident = &emitted.versions[0];
+    assert_eq!(incident.pattern, "security_anomaly");
+    // 1 - 0.8 * 0.8 = 0.36 would be T4; the pattern's min_tier makes it T2 (1 h).
+    assert!((incident.severity - 0.36).abs() < 1e-12);
+    assert_eq!(incident.tier, Tier::T2);
+    assert_eq!(incident.deadline_us, Some(3600 * S));
+    // The root type's hypothesis leads; exfiltration follows.
+    assert!(incident.hypotheses[0].cause.starts_with("An account reads"));
+
+    let acknowledged = correlator
+        .acknowledge(&incident.incident_id, 130 * S)
+        .expect("open");
+    assert_eq!(
+        (acknowledged.version, acknowledged.state),
+        (2, IncidentState::Acknowledged)
+    );
+    assert!(
+        correlator
+            .acknowledge(&incident.incident_id, 140 * S)
+            .is_none()
+    );
+    assert!(
+        correlator
+            .acknowledge("no-such-incident", 140 * S)
+            .is_none()
+    );
+    let resolved = correlator.advance(10_000 * S);
+    assert_eq!(
+        (resolved.versions[0].version, resolved.versions[0].state),
+        (3, IncidentState::Resolved)
+    );
+}
+
+#[test]
+fn a_restored_correlator_continues_where_the_snapshot_was_taken() {
+    let alerts = drift_alerts();
+    let mut uninterrupted = correlator("");
+    let mut expected = run(&mut uninterrupted, &alerts, 90).versions;
+    expected.extend(uninterrupted.advance(10_000 * S).versions);
+
+    let mut first = correlator("");
+    let mut got = run(&mut first, &alerts, 90).versions;
+    let snapshot = first.snapshot().expect("snapshot");
+    let mut resumed = Correlator::restore(CorrelatorConfig::default(), &snapshot).expect("restore");
+    got.extend(resumed.advance(10_000 * S).versions);
+    assert_eq!(got, expected);
+    assert!(Correlator::restore(CorrelatorConfig::default(), b"not json").is_err());
+}

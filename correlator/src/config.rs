@@ -62,7 +62,8 @@ impl CorrelatorConfig {
     /// Checks what serde cannot: thresholds in order, patterns that can match.
     pub fn validate(&self) -> Result<(), CorrelatorError> {
         let TierThresholds { t1, t2, t3 } = self.tiers;
-        if !(0.0..=1.0).contains(&t3) || !(t3 <= t2 && t2 <= t1 && t1 <= 1.0) {
+        let in_order = 0.0 <= t3 && t3 <= t2 && t2 <= t1 && t1 <= 1.0;
+        if !in_order {
             return Err(CorrelatorError::Config(format!(
                 "tier thresholds must satisfy 0 <= t3 <= t2 <= t1 <= 1, got t1 = {t1}, t2 = {t2}, t3 = {t3}"
             )));

@@ -274,18 +274,13 @@ impl Correlator {
                 Action::Repeat(index) => {
                     let incident = &mut group.incidents[index];
                     incident.last_notified_us = due_us;
-                    self.notify(
-                        &mut emitted,
-                        &incident.record.clone(),
-                        &incident.members,
-                        due_us,
-                        true,
-                    );
+                    let silenced = is_silenced(&self.config, &incident.members, due_us);
+                    self.notify(&mut emitted, &incident.record, silenced, true);
                     Vec::new()
                 }
             };
-            for (version, members) in versions {
-                self.notify(&mut emitted, &version, &members, due_us, false);
+            for (version, silenced) in versions {
+                self.notify(&mut emitted, &version, silenced, false);
                 emitted.versions.push(version);
                 self.state.counters.versions += 1;
             }
@@ -368,7 +363,7 @@ impl Correlator {
     }
 
     /// Pending alerts into incidents; a version of every changed incident.
-    fn flush(&mut self, key: &str, group: &mut Group, at_us: i64) -> Vec<(Incident, Vec<Alert>)> {
+    fn flush(&mut self, key: &str, group: &mut Group, at_us: i64) -> Vec<(Incident, bool)> {
         let mut published = Vec::new();
         // A source that arrived after its target: the target is left out now.
         let pending = std::mem::take(&mut group.pending);
@@ -479,7 +474,8 @@ impl Correlator {
                 if incident.record.version > 0 {
                     incident.refresh(&self.config, None, at_us);
                     let version = incident.publish(IncidentState::Resolved, at_us);
-                    published.push((version, incident.members));
+                    let silenced = is_silenced(&self.config, &incident.members, at_us);
+                    published.push((version, silenced));
                 }
             }
         }
@@ -517,19 +513,15 @@ impl Correlator {
             incident.last_notified_us = at_us;
             self.incident_groups
                 .insert(version.incident_id.clone(), key.to_owned());
-            published.push((version, incident.members.clone()));
+            let silenced = is_silenced(&self.config, &incident.members, at_us);
+            published.push((version, silenced));
         }
         group.changed_since_us = None;
         group.last_flush_us = Some(at_us);
         published
     }
 
-    fn resolve(
-        &mut self,
-        group: &mut Group,
-        index: usize,
-        at_us: i64,
-    ) -> Vec<(Incident, Vec<Alert>)> {
+    fn resolve(&mut self, group: &mut Group, index: usize, at_us: i64) -> Vec<(Incident, bool)> {
         let mut incident = group.incidents.remove(index);
         for member in &incident.members {
             hold_inhibitors(&self.config, &mut self.state.inhibitors, member, -1);
@@ -547,23 +539,12 @@ impl Correlator {
         if group.incidents.is_empty() {
             group.last_flush_us = None;
         }
-        vec![(version, incident.members)]
+        let silenced = is_silenced(&self.config, &incident.members, at_us);
+        vec![(version, silenced)]
     }
 
-    /// A notification of `incident` at event time `at_us`, unless silenced then.
-    fn notify(
-        &mut self,
-        emitted: &mut Emitted,
-        incident: &Incident,
-        members: &[Alert],
-        at_us: i64,
-        repeat: bool,
-    ) {
-        let silenced = self.config.silences.iter().any(|silence| {
-            (silence.starts_us..silence.ends_us).contains(&at_us)
-                && !members.is_empty()
-                && members.iter().all(|m| all_match(&silence.matchers, m))
-        });
+    /// A notification of `incident`, or a count of it when `silenced`.
+    fn notify(&mut self, emitted: &mut Emitted, incident: &Incident, silenced: bool, repeat: bool) {
         if silenced {
             self.state.counters.silenced_notifications += 1;
         } else {
@@ -652,6 +633,15 @@ fn best_pattern<'c>(
         }
     }
     best.map(|(pattern, _)| pattern)
+}
+
+/// Whether a silence active at `at_us` matches every member of an incident.
+fn is_silenced(config: &CorrelatorConfig, members: &[Alert], at_us: i64) -> bool {
+    config.silences.iter().any(|silence| {
+        (silence.starts_us..silence.ends_us).contains(&at_us)
+            && !members.is_empty()
+            && members.iter().all(|m| all_match(&silence.matchers, m))
+    })
 }
 
 fn pattern_named<'c>(config: &'c CorrelatorConfig, name: &str) -> Option<&'c PatternConfig> {

@@ -130,9 +130,9 @@ impl OpenIncident {
     ) {
         self.step_us = window_step(&self.members);
         let record = &mut self.record;
-        record.opened_us = record
-            .opened_us
-            .min(self.members.first().map_or(at_us, |m| m.window_start_us));
+        // Opened when the first alert was known: the end of the earliest-ending member window.
+        let first_known = self.members.iter().map(|m| m.window_end_us).min();
+        record.opened_us = record.opened_us.min(first_known.unwrap_or(at_us));
         record.updated_us = at_us;
         record.entity = self
             .members

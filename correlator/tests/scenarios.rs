@@ -103,20 +103,20 @@ fn data_drift_pattern_opens_one_incident_with_ranked_hypotheses_then_resolves() 
     assert_eq!(incident.state, IncidentState::Open);
     assert_eq!(incident.version, 1);
     assert_eq!(incident.entity, "fs-db");
-    // Noisy-OR of 0.6, 0.5, 0.7: 1 - 0.4 * 0.5 * 0.3 = 0.94 -> T1, act within 5 min of onset.
+    // Noisy-OR of 0.6, 0.5, 0.7: 1 - 0.4 * 0.5 * 0.3 = 0.94 -> T1, act within 5 min of opening.
     assert!(
         (incident.severity - 0.94).abs() < 1e-12,
         "{}",
         incident.severity
     );
     assert_eq!(incident.tier, Tier::T1);
-    assert_eq!(incident.opened_us, 0);
+    assert_eq!(incident.opened_us, 60 * S, "the first alert's window end");
     assert_eq!(
         incident.updated_us,
         90 * S,
         "group_wait after the first alert's window end"
     );
-    assert_eq!(incident.deadline_us, Some(300 * S));
+    assert_eq!(incident.deadline_us, Some((60 + 300) * S));
     assert_eq!(
         incident.alert_ids,
         [
@@ -225,7 +225,7 @@ fn a_flapping_signal_keeps_one_incident_open_until_healthy_for_n_windows() {
     assert_eq!(versions[0].failure_type, "latency_degradation");
     // Severity 0.5 -> T3 (>= 0.4, < 0.6), 24 h from onset.
     assert_eq!(versions[0].tier, Tier::T3);
-    assert_eq!(versions[0].deadline_us, Some(24 * 3600 * S));
+    assert_eq!(versions[0].deadline_us, Some((60 + 24 * 3600) * S));
     assert_eq!(versions[2].alert_ids.len(), 3);
 
     // After resolution a new alert of the same type opens a new incident; an alert older than
@@ -403,7 +403,7 @@ fn acknowledgement_is_a_version_and_pattern_min_tier_holds() {
     // 1 - 0.8 * 0.8 = 0.36 would be T4; the pattern's min_tier makes it T2 (1 h).
     assert!((incident.severity - 0.36).abs() < 1e-12);
     assert_eq!(incident.tier, Tier::T2);
-    assert_eq!(incident.deadline_us, Some(3600 * S));
+    assert_eq!(incident.deadline_us, Some((60 + 3600) * S));
     // The root type's hypothesis leads; exfiltration follows.
     assert!(incident.hypotheses[0].cause.starts_with("An account reads"));
 

@@ -3,6 +3,7 @@
 mod commands;
 mod config;
 mod metrics_endpoint;
+mod notify;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -30,8 +31,11 @@ enum Command {
     Collect(commands::collect::CollectArgs),
     /// Publish a synthetic fleet's telemetry with scheduled faults.
     Generate(commands::generate::GenerateArgs),
-    /// Run the engine: Kafka sources, SQL detectors per window, alerts to ops.alerts.
+    /// Run the engine: Kafka sources, SQL detectors per window, alerts to ops.alerts,
+    /// correlated incidents to ops.incidents.
     Run(commands::run::RunArgs),
+    /// Query the ops topics (alerts, incidents, remediation, actions) and KPI views with SQL.
+    Sql(commands::sql::SqlArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         Command::Collect(args) => async_main(commands::collect::run(args)),
         Command::Generate(args) => async_main(commands::generate::run(args)),
         Command::Run(args) => async_main(commands::run::run(args)),
+        Command::Sql(args) => async_main(commands::sql::run(args)),
     }
 }
 

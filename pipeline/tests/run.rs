@@ -4,6 +4,8 @@
 //! - A run killed with SIGKILL mid-stream and restarted emits the same set of alerts as an
 //!   uninterrupted run: nothing lost, every re-emitted alert the very same record (same id).
 //! - Two instances in one consumer group emit the same alerts as one instance.
+//! - The correlator's incidents reach their topic, a real Alertmanager (grouped by its
+//!   route) and a webhook, the same versions everywhere.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,10 +15,10 @@ use std::time::Duration;
 
 use opsloop_connectors::generate::{FaultSpec, Fleet, FleetConfig};
 use opsloop_connectors::kafka::{KafkaSink, RecordWriter, SinkConfig};
-use opsloop_schemas::ops::Alert;
+use opsloop_schemas::ops::{Alert, Incident, IncidentState};
 use opsloop_schemas::telemetry::MetricBatch;
-use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
-use opsloop_tests::{TestBroker, unique_name};
+use opsloop_schemas::{AvroRecord, Codec, SchemaRegistry, WireFormat};
+use opsloop_tests::{TestAlertmanager, TestBroker, TestWebhook, unique_name};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -81,8 +83,11 @@ struct RunSetup<'a> {
     metrics_topic: &'a str,
     gpu_topic: &'a str,
     alerts_topic: &'a str,
+    incidents_topic: &'a str,
     deadletter_topic: &'a str,
     checkpoint_dir: &'a Path,
+    /// More TOML, appended (e.g. `[notifications]`).
+    extra: String,
 }
 
 impl RunSetup<'_> {
@@ -121,11 +126,16 @@ interval_ms = 300
 [alerts]
 topic = "{alerts}"
 
+[incidents]
+topic = "{incidents}"
+
 [deadletter]
 topic = "{deadletter}"
 
 [metrics]
 listen = "127.0.0.1:0"
+
+{extra}
 "#,
             brokers = self.broker.bootstrap(),
             group = self.group,
@@ -133,7 +143,9 @@ listen = "127.0.0.1:0"
             gpu = self.gpu_topic,
             checkpoints = self.checkpoint_dir.display(),
             alerts = self.alerts_topic,
+            incidents = self.incidents_topic,
             deadletter = self.deadletter_topic,
+            extra = self.extra,
         );
         std::fs::write(path, config).expect("config file");
     }
@@ -250,9 +262,13 @@ impl Instance {
     }
 }
 
+fn read_alerts(broker: &TestBroker, topic: &str) -> Vec<Alert> {
+    read_records(broker, topic)
+}
+
 /// Every record of `topic`, decoded: read from the start until 2 s pass without a new one
 /// (the writers have all stopped, with their deliveries confirmed).
-fn read_alerts(broker: &TestBroker, topic: &str) -> Vec<Alert> {
+fn read_records<T: AvroRecord>(broker: &TestBroker, topic: &str) -> Vec<T> {
     let consumer: BaseConsumer = broker
         .kafka_config()
         .client_config()
@@ -268,7 +284,7 @@ fn read_alerts(broker: &TestBroker, topic: &str) -> Vec<Alert> {
     }
     consumer.assign(&assignment).expect("assign");
     let codec = confluent();
-    let mut alerts = Vec::new();
+    let mut records = Vec::new();
     let deadline = std::time::Instant::now() + WAIT;
     let mut last_seen = std::time::Instant::now();
     while last_seen.elapsed() < Duration::from_secs(2) {
@@ -280,13 +296,13 @@ fn read_alerts(broker: &TestBroker, topic: &str) -> Vec<Alert> {
             continue;
         };
         let message = message.expect("message");
-        let alert: Alert = codec
+        let record: T = codec
             .decode(message.payload().expect("payload"))
-            .expect("an alert");
-        alerts.push(alert);
+            .expect("a record of the topic's kind");
+        records.push(record);
         last_seen = std::time::Instant::now();
     }
-    alerts
+    records
 }
 
 /// Alerts by id; panics when two records with one id differ (a replay must repeat a record
@@ -331,6 +347,7 @@ fn assert_same_alerts(actual: &BTreeMap<String, Alert>, reference: &BTreeMap<Str
 struct Topics {
     metrics: String,
     gpu: String,
+    incidents: String,
     deadletter: String,
 }
 
@@ -341,6 +358,10 @@ async fn topics(broker: &TestBroker) -> Topics {
             .await
             .expect("metrics topic"),
         gpu: broker.create_topic("gpu", 1).await.expect("gpu topic"),
+        incidents: broker
+            .create_topic("incidents", PARTITIONS)
+            .await
+            .expect("incidents topic"),
         deadletter: broker
             .create_topic("deadletter", 1)
             .await
@@ -366,8 +387,10 @@ async fn reference_alerts(
         metrics_topic: &topics.metrics,
         gpu_topic: &topics.gpu,
         alerts_topic: &alerts_topic,
+        incidents_topic: &topics.incidents,
         deadletter_topic: &topics.deadletter,
         checkpoint_dir: &checkpoints,
+        extra: String::new(),
     };
     let instance = Instance::start(&setup, dir).await;
     instance
@@ -398,8 +421,10 @@ async fn a_run_killed_mid_stream_and_restarted_emits_the_same_alerts() {
         metrics_topic: &topics.metrics,
         gpu_topic: &topics.gpu,
         alerts_topic: &alerts_topic,
+        incidents_topic: &topics.incidents,
         deadletter_topic: &topics.deadletter,
         checkpoint_dir: &checkpoints,
+        extra: String::new(),
     };
     publish(&broker, &topics.metrics, first).await;
     let instance = Instance::start(&setup, dir.path()).await;
@@ -480,8 +505,10 @@ async fn two_instances_in_one_group_emit_what_one_instance_emits() {
         metrics_topic: &topics.metrics,
         gpu_topic: &topics.gpu,
         alerts_topic: &alerts_topic,
+        incidents_topic: &topics.incidents,
         deadletter_topic: &topics.deadletter,
         checkpoint_dir,
+        extra: String::new(),
     };
     let one = Instance::start(&setup(&first_dir), dir.path()).await;
     let two = Instance::start(&setup(&second_dir), dir.path()).await;
@@ -533,5 +560,126 @@ async fn two_instances_in_one_group_emit_what_one_instance_emits() {
             .sum::<f64>(),
         total as f64,
         "the instances shared the records: {records:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_reach_their_topic_an_alertmanager_and_a_webhook() {
+    let broker = TestBroker::start().await.expect("broker");
+    let topics = topics(&broker).await;
+    let alertmanager = TestAlertmanager::start(&["tier", "pattern"]).expect("alertmanager");
+    let webhook = TestWebhook::start().expect("webhook server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ticks = fleet_ticks();
+    let final_watermark = final_watermark_ms(&ticks);
+    let alerts_topic = broker
+        .create_topic("alerts-notify", PARTITIONS)
+        .await
+        .expect("topic");
+    let checkpoints = dir.path().join("checkpoints");
+    let setup = RunSetup {
+        broker: &broker,
+        group: unique_name("notify"),
+        metrics_topic: &topics.metrics,
+        gpu_topic: &topics.gpu,
+        alerts_topic: &alerts_topic,
+        incidents_topic: &topics.incidents,
+        deadletter_topic: &topics.deadletter,
+        checkpoint_dir: &checkpoints,
+        extra: format!(
+            "[notifications.alertmanager]\nurl = \"{}\"\n\n[[notifications.webhooks]]\n\
+             url = \"{}/incidents\"\ntimeout_ms = 2000\n",
+            alertmanager.url(),
+            webhook.url()
+        ),
+    };
+    publish(&broker, &topics.metrics, &ticks).await;
+    let instance = Instance::start(&setup, dir.path()).await;
+    instance
+        .wait_for("opsloop_watermark_ms", final_watermark as f64)
+        .await;
+    // SIGTERM drains the notifier's queue before the process exits.
+    instance.terminate().await;
+
+    let versions: Vec<Incident> = read_records(&broker, &topics.incidents);
+    let mut latest: BTreeMap<String, Incident> = BTreeMap::new();
+    for version in &versions {
+        let previous = latest.get(&version.incident_id).map_or(0, |v| v.version);
+        assert_eq!(
+            version.version,
+            previous + 1,
+            "versions of one incident go up by one"
+        );
+        if version.version == 1 {
+            assert_eq!(version.state, IncidentState::Open);
+        }
+        latest.insert(version.incident_id.clone(), version.clone());
+    }
+    assert!(latest.len() >= 2, "the faults open incidents: {latest:#?}");
+    assert!(
+        latest.values().any(|i| i.state == IncidentState::Resolved),
+        "an early fault's incident resolves within the run: {latest:#?}"
+    );
+    assert!(latest.values().all(|i| !i.hypotheses.is_empty()));
+
+    // The webhook got exactly the versions on the topic, as JSON.
+    let mut notified: Vec<(String, i64)> = webhook
+        .received()
+        .iter()
+        .map(|request| {
+            assert_eq!(
+                (request.method.as_str(), request.path.as_str()),
+                ("POST", "/incidents")
+            );
+            let body: serde_json::Value = serde_json::from_str(&request.body).expect("JSON");
+            let incident = &body["incident"];
+            (
+                incident["incident_id"].as_str().expect("id").to_owned(),
+                incident["version"].as_i64().expect("version"),
+            )
+        })
+        .collect();
+    notified.sort();
+    let mut published: Vec<(String, i64)> = versions
+        .iter()
+        .map(|v| (v.incident_id.clone(), v.version))
+        .collect();
+    published.sort();
+    assert_eq!(notified, published);
+
+    // Alertmanager holds the incidents still open, grouped by tier and pattern as its route
+    // says, with the tier of their latest version.
+    let open: BTreeMap<&str, &Incident> = latest
+        .iter()
+        .filter(|(_, i)| i.state != IncidentState::Resolved)
+        .map(|(id, i)| (id.as_str(), i))
+        .collect();
+    let groups: serde_json::Value =
+        serde_json::from_str(&alertmanager.api("alerts/groups").expect("groups"))
+            .expect("groups JSON");
+    let mut seen = BTreeMap::new();
+    for group in groups.as_array().expect("array") {
+        let group_labels = &group["labels"];
+        for alert in group["alerts"].as_array().expect("alerts") {
+            let labels = &alert["labels"];
+            assert_eq!(labels["tier"], group_labels["tier"]);
+            assert_eq!(labels["pattern"], group_labels["pattern"]);
+            let id = labels["incident_id"]
+                .as_str()
+                .expect("incident_id")
+                .to_owned();
+            seen.insert(id, labels["tier"].as_str().expect("tier").to_owned());
+        }
+    }
+    for (id, incident) in &open {
+        assert_eq!(
+            seen.get(*id).map(String::as_str),
+            Some(format!("{:?}", incident.tier).as_str()),
+            "open incident {id} is in Alertmanager with its tier: {groups:#}"
+        );
+    }
+    assert!(
+        !open.is_empty(),
+        "some incident is still open at the end of the run"
     );
 }

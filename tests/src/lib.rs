@@ -5,16 +5,22 @@
 //!   Apache Kafka container; otherwise a tansu broker on a free loopback port. Topics get unique
 //!   names so tests never collide.
 //! - [`TestPostgres`]: a throwaway PostgreSQL cluster (initdb + pg_ctl in a temp dir).
+//! - [`TestAlertmanager`]: a throwaway Prometheus Alertmanager with a route grouping as asked.
+//! - [`TestWebhook`]: an HTTP server that records what is POSTed to it.
 //!
 //! Every service stops when its handle is dropped.
 
+mod alertmanager;
 mod broker;
 mod error;
+mod http;
 mod postgres;
 mod process;
 
+pub use alertmanager::TestAlertmanager;
 pub use broker::{BrokerBackend, TestBroker};
 pub use error::HarnessError;
+pub use http::{ReceivedRequest, TestWebhook, http_get};
 pub use postgres::TestPostgres;
 
 /// A name no other test run uses: `base` plus a random suffix.

@@ -5,9 +5,10 @@
 //! a Kafka topic would carry (Confluent-framed Avro, keyed by entity), are decoded by the
 //! sources' decoders into Arrow micro-batches and run through the same [`Engine`] as
 //! `opsloop run`:
-//! watermarks, the SQL detectors per event-time window, alerts. The live view prints every
-//! alert as its window closes and a status line every five minutes of event time; the summary
-//! scores the alerts against the simulator's ground truth.
+//! watermarks, the SQL detectors per event-time window, alerts, and the correlator on the
+//! watermark, incidents. The live view prints every alert as its window closes, every
+//! incident version, and a status line every five minutes of event time; the summary scores
+//! the alerts against the simulator's ground truth and lists the incidents.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,12 +23,13 @@ use opsloop_connectors::decode::{
     metric_samples_schema, record_schema,
 };
 use opsloop_connectors::generate::{DEMO_RUN, FaultWindow, Fleet, FleetConfig};
+use opsloop_correlator::{Correlator, CorrelatorConfig};
 use opsloop_engine::detector::{
     Detector, DetectorOptions, DetectorPlan, StreamTable, load_detectors, session_context,
 };
 use opsloop_engine::runtime::Engine;
 use opsloop_engine::time::{PartitionId, WatermarkConfig};
-use opsloop_schemas::ops::Alert;
+use opsloop_schemas::ops::{Alert, Incident, IncidentState};
 use opsloop_schemas::telemetry::GpuSample;
 use opsloop_schemas::{AvroRecord, Codec, SchemaRegistry, WireFormat, topics};
 
@@ -110,6 +112,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
 
     let mut engine = Engine::new(watermarks, detectors);
+    let mut correlator = Correlator::new(CorrelatorConfig::default())?;
+    let mut incidents: BTreeMap<String, Incident> = BTreeMap::new();
     let codec = Codec::new(WireFormat::Confluent, Arc::new(SchemaRegistry::builtin()));
     let mut metrics = InProcessTopic::new(
         topics::METRICS,
@@ -138,20 +142,28 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             let output = engine.process(table, &rows, &[partition], Instant::now())?;
             for alert in &output.alerts {
                 println!("{}", alert_line(alert));
+                correlator.observe(alert);
             }
             alerts.extend(output.alerts);
+            if let Some(watermark) = engine.status().watermark_us {
+                for incident in correlator.advance(watermark).versions {
+                    println!("{}", incident_line(&incident));
+                    incidents.insert(incident.incident_id.clone(), incident);
+                }
+            }
         }
         if tick.time_us >= next_status {
             let status = engine.status();
             println!(
                 "-- event time {} | watermark {} | {samples} samples | {} windows open, {} \
-                 series, {} KiB state | {} alerts",
+                 series, {} KiB state | {} alerts | {} incidents open",
                 clock(tick.time_us),
                 status.watermark_us.map_or_else(|| "-".to_owned(), clock),
                 status.open_windows,
                 status.active_groups,
                 status.state_bytes / 1024,
-                alerts.len()
+                alerts.len(),
+                correlator.status().open_incidents
             );
             next_status += STATUS_EVERY_US;
         }
@@ -161,15 +173,67 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     println!(
-        "\n{samples} samples, {} minutes of event time in {:.1} s: {} alerts",
+        "\n{samples} samples, {} minutes of event time in {:.1} s: {} alerts, {} incidents",
         (end_us - started_us) / 60_000_000,
         elapsed.as_secs_f64(),
-        alerts.len()
+        alerts.len(),
+        incidents.len()
     );
     if args.duration >= DEMO_RUN {
         print_detections(fleet.ground_truth(), &alerts, started_us);
     }
+    print_incidents(&incidents);
     Ok(())
+}
+
+fn incident_line(incident: &Incident) -> String {
+    format!(
+        "INCIDENT {:<12} v{} {:<7} {:?} {:<20} {:<6} severity {:.2}  {}",
+        &incident.incident_id[..12.min(incident.incident_id.len())],
+        incident.version,
+        format!("{:?}", incident.state).to_lowercase(),
+        incident.tier,
+        incident.pattern,
+        incident.entity,
+        incident.severity,
+        incident.alert_types.join("+")
+    )
+}
+
+/// Each incident's latest version: tier, pattern, lifecycle and its leading hypothesis.
+fn print_incidents(incidents: &BTreeMap<String, Incident>) {
+    if incidents.is_empty() {
+        return;
+    }
+    println!("\nincidents (latest version)");
+    let mut latest: Vec<&Incident> = incidents.values().collect();
+    latest.sort_by_key(|i| (i.opened_us, i.incident_id.clone()));
+    for incident in latest {
+        let lifetime = match (incident.state, incident.resolved_us) {
+            (IncidentState::Resolved, Some(resolved)) => {
+                format!(
+                    "resolved after {} s",
+                    (resolved - incident.opened_us) / 1_000_000
+                )
+            }
+            _ => "open".to_owned(),
+        };
+        println!(
+            "{:?} {:<20} {:<6} opened {}  {lifetime}; {} alert(s)",
+            incident.tier,
+            incident.pattern,
+            incident.entity,
+            clock(incident.opened_us),
+            incident.alert_ids.len()
+        );
+        if let Some(hypothesis) = incident.hypotheses.first() {
+            println!(
+                "   likely cause ({:.0}%): {}",
+                hypothesis.confidence * 100.0,
+                hypothesis.cause
+            );
+        }
+    }
 }
 
 /// The built-in detectors, or those of `dir`.

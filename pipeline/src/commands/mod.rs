@@ -7,4 +7,5 @@ pub(crate) mod generate;
 pub(crate) mod publish;
 pub(crate) mod run;
 pub(crate) mod schemas;
+pub(crate) mod sql;
 pub(crate) mod topics;

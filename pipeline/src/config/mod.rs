@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use opsloop_correlator::{CorrelatorConfig, DEFAULT_CORRELATOR_CONFIG};
 use opsloop_engine::time::WatermarkConfig;
 use serde::Deserialize;
+
+use crate::notify::NotifySection;
 
 /// The embedded defaults, also printed by `opsloop run --print-default-config`.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -21,15 +24,34 @@ pub(crate) struct RunConfig {
     pub(crate) engine: EngineSection,
     pub(crate) checkpoint: CheckpointSection,
     pub(crate) alerts: TopicSection,
+    pub(crate) incidents: TopicSection,
     pub(crate) deadletter: TopicSection,
     pub(crate) metrics: MetricsSection,
+    /// Alerts -> incidents; its defaults are the correlator crate's (`[correlator]`).
+    pub(crate) correlator: CorrelatorConfig,
+    #[serde(default)]
+    pub(crate) notifications: NotifySection,
 }
 
 impl RunConfig {
     /// The defaults, overridden by `file` and the process environment.
     pub(crate) fn load(file: Option<&Path>) -> anyhow::Result<RunConfig> {
-        layers::load(DEFAULT_CONFIG, file, std::env::vars())
+        layers::load(&default_config_text(), file, std::env::vars())
     }
+}
+
+/// The whole default configuration: `default.toml` with the correlator's defaults as its
+/// `[correlator]` section.
+pub(crate) fn default_config_text() -> String {
+    let mut correlator = toml::Table::new();
+    // Both embedded files are tested to parse.
+    if let Ok(defaults) = DEFAULT_CORRELATOR_CONFIG.parse::<toml::Table>() {
+        correlator.insert("correlator".to_owned(), toml::Value::Table(defaults));
+    }
+    format!(
+        "{DEFAULT_CONFIG}\n# The correlator (opsloop-correlator's default.toml documents each key).\n{}",
+        toml::to_string(&correlator).unwrap_or_default()
+    )
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,7 +138,7 @@ mod tests {
     #[test]
     fn the_embedded_defaults_load() {
         let config: RunConfig =
-            layers::load(DEFAULT_CONFIG, None, []).expect("the defaults are valid");
+            layers::load(&default_config_text(), None, []).expect("the defaults are valid");
         assert_eq!(config.sources.len(), 2);
         assert_eq!(config.sources[0].format, SourceFormat::MetricBatch);
         assert_eq!(config.sources[0].table, "db_metrics");
@@ -124,6 +146,9 @@ mod tests {
         assert_eq!(config.sources[1].table, "gpu");
         assert_eq!(config.engine.watermark, WatermarkConfig::default());
         assert_eq!(config.alerts.topic, opsloop_schemas::topics::ALERTS);
+        assert_eq!(config.incidents.topic, opsloop_schemas::topics::INCIDENTS);
         assert_eq!(config.deadletter.topic, opsloop_schemas::topics::DEADLETTER);
+        assert_eq!(config.correlator, CorrelatorConfig::default());
+        assert!(config.notifications.alertmanager.is_none());
     }
 }

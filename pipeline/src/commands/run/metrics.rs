@@ -1,6 +1,7 @@
-//! The engine's Prometheus metrics; the sources' own (events in, dead letters) are the
-//! connectors'.
+//! The engine's and the correlator's Prometheus metrics; the sources' own (events in, dead
+//! letters) are the connectors'.
 
+use opsloop_correlator::CorrelatorStatus;
 use opsloop_engine::runtime::{EngineStatus, Output};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -106,5 +107,76 @@ impl EngineMetrics {
 
     pub(super) fn checkpoint_took(&self, seconds: f64) {
         self.checkpoint_seconds.observe(seconds);
+    }
+}
+
+/// The correlator's gauges and totals (set from its status after every step).
+#[derive(Debug, Clone, Default)]
+pub(super) struct CorrelatorMetrics {
+    open_incidents: Gauge,
+    pending_alerts: Gauge,
+    versions: Gauge,
+    inhibited: Gauge,
+    late: Gauge,
+    duplicates: Gauge,
+    silenced: Gauge,
+}
+
+impl CorrelatorMetrics {
+    pub(super) fn register(registry: &mut Registry) -> Self {
+        let metrics = CorrelatorMetrics::default();
+        let gauges = [
+            (
+                "opsloop_incidents_open",
+                "Incidents open now",
+                &metrics.open_incidents,
+            ),
+            (
+                "opsloop_correlator_pending_alerts",
+                "Alerts waiting for their group's next flush (group_wait, group_interval)",
+                &metrics.pending_alerts,
+            ),
+            (
+                "opsloop_incident_versions",
+                "Incident versions produced since the correlator's state began",
+                &metrics.versions,
+            ),
+            (
+                "opsloop_alerts_inhibited",
+                "Alerts left out by an inhibition rule since the state began",
+                &metrics.inhibited,
+            ),
+            (
+                "opsloop_alerts_late_for_correlation",
+                "Alerts older than the last resolution of their type in their group",
+                &metrics.late,
+            ),
+            (
+                "opsloop_alerts_duplicate",
+                "Alerts seen again (replays, re-emissions) since the state began",
+                &metrics.duplicates,
+            ),
+            (
+                "opsloop_notifications_silenced",
+                "Notifications muted by a silence since the state began",
+                &metrics.silenced,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(name, help, gauge.clone());
+        }
+        metrics
+    }
+
+    pub(super) fn status(&self, status: &CorrelatorStatus) {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.open_incidents.set(gauge(status.open_incidents as u64));
+        self.pending_alerts.set(gauge(status.pending_alerts as u64));
+        let counters = status.counters;
+        self.versions.set(gauge(counters.versions));
+        self.inhibited.set(gauge(counters.inhibited));
+        self.late.set(gauge(counters.late));
+        self.duplicates.set(gauge(counters.duplicates));
+        self.silenced.set(gauge(counters.silenced_notifications));
     }
 }

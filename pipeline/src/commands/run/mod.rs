@@ -1,8 +1,13 @@
-//! `opsloop run`: Kafka sources -> engine (watermarks, SQL detectors) -> `ops.alerts`, with
-//! checkpoints, a Prometheus `/metrics` endpoint and graceful shutdown.
+//! `opsloop run`: Kafka sources -> engine (watermarks, SQL detectors) -> `ops.alerts` ->
+//! correlator -> `ops.incidents` and notifications, with checkpoints, a Prometheus `/metrics`
+//! endpoint and graceful shutdown.
+//!
+//! The correlator runs on the engine's watermark: after every batch and tick, the new alerts
+//! go in and the watermark moves its clock, so incidents open, update and resolve in event
+//! time and a replay yields the same versions.
 //!
 //! Every `checkpoint.interval_ms` the loop waits until every alert emitted so far is
-//! acknowledged by the brokers, writes a checkpoint of the engine's state with the offsets it
+//! acknowledged by the brokers, writes a checkpoint of the engine's and the correlator's state with the offsets it
 //! covers, and only then commits those offsets to Kafka. On start it resumes from the latest
 //! checkpoint, and the sources skip records the checkpoint already covers. Alerts carry
 //! deterministic ids, so the alerts re-emitted after a crash (those of windows that closed
@@ -28,6 +33,7 @@ use opsloop_connectors::kafka::{
     RecordWriter, SinkConfig, SourceBatch, SourceConfig,
 };
 use opsloop_connectors::metrics::ConnectorMetrics;
+use opsloop_correlator::Correlator;
 use opsloop_engine::checkpoint::{CheckpointStore, SourceOffset};
 use opsloop_engine::detector::{DetectorOptions, StreamTable, load_detectors, session_context};
 use opsloop_engine::runtime::{Engine, Output};
@@ -37,9 +43,13 @@ use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
-use self::metrics::EngineMetrics;
-use crate::config::{DEFAULT_CONFIG, RunConfig, SourceEncoding, SourceFormat, SourceSection};
+use self::metrics::{CorrelatorMetrics, EngineMetrics};
+use crate::config::{RunConfig, SourceEncoding, SourceFormat, SourceSection, default_config_text};
 use crate::metrics_endpoint;
+use crate::notify::{Notifier, NotifyMetrics};
+
+/// The correlator's state in a checkpoint.
+const CORRELATOR_STATE: &str = "correlator.json";
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
@@ -54,7 +64,7 @@ pub(crate) struct RunArgs {
 
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.print_default_config {
-        print!("{DEFAULT_CONFIG}");
+        print!("{}", default_config_text());
         return Ok(());
     }
     let config = RunConfig::load(args.config.as_deref())?;
@@ -82,7 +92,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
 
     let store = CheckpointStore::open(&config.checkpoint.dir, config.checkpoint.retain)?;
-    let (engine, checkpoint_id, resume) = match store.latest()? {
+    let (engine, correlator, checkpoint_id, resume) = match store.latest()? {
         Some(checkpoint) => {
             tracing::info!(id = checkpoint.manifest.id, "resuming from checkpoint");
             let mut resume: HashMap<String, HashMap<i32, i64>> = HashMap::new();
@@ -98,10 +108,15 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
                 &checkpoint,
                 Instant::now(),
             )?;
-            (engine, checkpoint.manifest.id, resume)
+            let correlator = match checkpoint.states.get(CORRELATOR_STATE) {
+                Some(state) => Correlator::restore(config.correlator.clone(), state)?,
+                None => Correlator::new(config.correlator.clone())?,
+            };
+            (engine, correlator, checkpoint.manifest.id, resume)
         }
         None => (
             Engine::new(config.engine.watermark, detectors),
+            Correlator::new(config.correlator.clone())?,
             0,
             HashMap::new(),
         ),
@@ -110,6 +125,11 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let connector_metrics = ConnectorMetrics::register(&mut registry);
     let engine_metrics = EngineMetrics::register(&mut registry);
+    let correlator_metrics = CorrelatorMetrics::register(&mut registry);
+    let notifier = Notifier::start(
+        &config.notifications,
+        NotifyMetrics::register(&mut registry),
+    );
     let (stop, stopped) = watch::channel(false);
     let (metrics_address, metrics_task) =
         metrics_endpoint::serve(config.metrics.listen, Arc::new(registry), stopped.clone())
@@ -157,6 +177,10 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics: engine_metrics,
         emitted: BTreeSet::new(),
         assigned: BTreeSet::new(),
+        correlator,
+        correlator_metrics,
+        notifier,
+        incident_versions: 0,
     };
     let outcome = state.run(received).await;
     // Stop the readers and the endpoint whatever happened, then checkpoint what was done.
@@ -170,12 +194,19 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Err(error) = metrics_task.await {
         tracing::error!(%error, "the /metrics endpoint failed");
     }
+    let Loop {
+        notifier,
+        emitted,
+        incident_versions,
+        checkpoint_id,
+        ..
+    } = state;
+    notifier.finish();
     outcome?;
     final_checkpoint?;
     println!(
-        "stopped: {} alerts emitted, checkpoint {} written",
-        state.emitted.len(),
-        state.checkpoint_id
+        "stopped: {} alerts and {incident_versions} incident versions emitted, checkpoint {checkpoint_id} written",
+        emitted.len(),
     );
     Ok(())
 }
@@ -354,6 +385,11 @@ struct Loop<'a> {
     emitted: BTreeSet<String>,
     /// The partitions the engine was last told this instance owns.
     assigned: BTreeSet<PartitionId>,
+    correlator: Correlator,
+    correlator_metrics: CorrelatorMetrics,
+    notifier: Notifier,
+    /// Incident versions published by this process, for the closing summary.
+    incident_versions: usize,
 }
 
 impl Loop<'_> {
@@ -444,7 +480,30 @@ impl Loop<'_> {
             );
             self.alerts.send(&self.config.alerts.topic, alert).await?;
             self.emitted.insert(alert.alert_id.clone());
+            self.correlator.observe(alert);
         }
+        if let Some(watermark) = self.engine.status().watermark_us {
+            let emitted = self.correlator.advance(watermark);
+            for incident in &emitted.versions {
+                tracing::info!(
+                    incident_id = %incident.incident_id,
+                    version = incident.version,
+                    state = ?incident.state,
+                    tier = ?incident.tier,
+                    pattern = %incident.pattern,
+                    entity = %incident.entity,
+                    "incident"
+                );
+                self.alerts
+                    .send(&self.config.incidents.topic, incident)
+                    .await?;
+            }
+            self.incident_versions += emitted.versions.len();
+            for notification in emitted.notifications {
+                self.notifier.notify(notification);
+            }
+        }
+        self.correlator_metrics.status(&self.correlator.status());
         Ok(())
     }
 
@@ -464,7 +523,10 @@ impl Loop<'_> {
                 next_offset: progress.next_offset,
             })
             .collect();
-        let checkpoint = self.engine.checkpoint(self.checkpoint_id, offsets)?;
+        let mut checkpoint = self.engine.checkpoint(self.checkpoint_id, offsets)?;
+        checkpoint
+            .states
+            .insert(CORRELATOR_STATE.to_owned(), self.correlator.snapshot()?);
         let path = self.store.write(&checkpoint)?;
         for (committer, covered) in self.committers.iter().zip(&self.covered) {
             let committed = if last {

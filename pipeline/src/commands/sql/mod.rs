@@ -1,0 +1,272 @@
+//! `opsloop sql "<query>"`: one SQL query over what the ops topics hold now.
+//!
+//! Each of `ops.alerts`, `ops.incidents`, `ops.remediation` and `ops.actions` is read once,
+//! every partition from the start position up to the high watermark it had when the command
+//! began ([`scan`]), into an in-memory DataFusion table (`alerts`, `incidents`, `remediation`,
+//! `actions`). The built-in views of `views.sql` (`incidents_latest` and the `kpi_*` views) are
+//! defined over them, then the query runs and its result is written as a table, CSV, JSON
+//! lines or Parquet ([`output`]).
+
+mod output;
+mod scan;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::DFParser;
+use opsloop_schemas::ops::{ActionOutcome, Alert, Incident, RemediationEvent};
+use opsloop_schemas::{Codec, SchemaRegistry, WireFormat, topics};
+
+use self::output::OutputFormat;
+use self::scan::{Scanner, StartPosition, TableScan};
+use super::broker::BrokerArgs;
+
+/// The built-in views, defined in order over the tables.
+const VIEWS: &str = include_str!("views.sql");
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Tables: alerts, incidents, remediation, actions: one row per record of ops.alerts,
+ops.incidents, ops.remediation, ops.actions, with the record's fields (times *_us as
+Timestamp(µs, UTC), enums as strings) plus _partition and _offset.
+Views: incidents_latest (latest version per incident), kpi_mttr,
+kpi_manual_intervention_rate, kpi_operation_success_rate, kpi_automated_response_time,
+kpi_compliance_violation_rate, kpi_incidents_per_tier_per_day (pipeline/src/commands/sql/views.sql).
+
+Example: opsloop sql \"SELECT tier, count(*) FROM incidents_latest GROUP BY tier\"")]
+pub(crate) struct SqlArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// Where every partition is read from: earliest, latest-N (its last N records) or an
+    /// RFC 3339 time (its first record at or after it, by record timestamp).
+    #[arg(long, default_value = "earliest", value_name = "START")]
+    from: StartPosition,
+    /// The topic a table is read from, as TABLE=TOPIC (tables: alerts, incidents, remediation,
+    /// actions); repeatable. Defaults are the contract's names.
+    #[arg(long = "topic", value_name = "TABLE=TOPIC")]
+    topics: Vec<String>,
+    /// Wire format of the records.
+    #[arg(long, default_value_t = WireFormat::Confluent)]
+    wire_format: WireFormat,
+    /// How the result is written.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    /// Write the result to this file instead of stdout (needed by --format parquet).
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Seconds to wait for the broker, and for a partition that stops delivering.
+    #[arg(long, default_value_t = 30)]
+    timeout_s: u64,
+    /// The query: any SQL statement DataFusion runs, over the tables and views below.
+    query: String,
+}
+
+/// A table `opsloop sql` reads from a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Table {
+    Alerts,
+    Incidents,
+    Remediation,
+    Actions,
+}
+
+impl Table {
+    const ALL: [Table; 4] = [
+        Table::Alerts,
+        Table::Incidents,
+        Table::Remediation,
+        Table::Actions,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Table::Alerts => "alerts",
+            Table::Incidents => "incidents",
+            Table::Remediation => "remediation",
+            Table::Actions => "actions",
+        }
+    }
+
+    fn default_topic(self) -> &'static str {
+        match self {
+            Table::Alerts => topics::ALERTS,
+            Table::Incidents => topics::INCIDENTS,
+            Table::Remediation => topics::REMEDIATION,
+            Table::Actions => topics::ACTIONS,
+        }
+    }
+
+    fn scan(self, scanner: &Scanner, topic: &str) -> anyhow::Result<TableScan> {
+        match self {
+            Table::Alerts => scanner.scan::<Alert>(topic),
+            Table::Incidents => scanner.scan::<Incident>(topic),
+            Table::Remediation => scanner.scan::<RemediationEvent>(topic),
+            Table::Actions => scanner.scan::<ActionOutcome>(topic),
+        }
+    }
+}
+
+pub(crate) async fn run(args: SqlArgs) -> anyhow::Result<()> {
+    let topics = table_topics(&args.topics)?;
+    if args.format == OutputFormat::Parquet && args.output.is_none() {
+        bail!("--format parquet writes a file: name it with --output FILE");
+    }
+    let codec = Codec::new(args.wire_format, Arc::new(SchemaRegistry::builtin()));
+    let scanner = Scanner::new(
+        args.broker.kafka_config()?,
+        codec,
+        args.from,
+        Duration::from_secs(args.timeout_s),
+    );
+    let scans = tokio::task::spawn_blocking(move || scan_all(&scanner, &topics))
+        .await
+        .context("the topic scan stopped unexpectedly")??;
+
+    let context = opsloop_engine::detector::session_context();
+    for (table, scan) in scans {
+        let provider = MemTable::try_new(scan.schema, vec![scan.batches])
+            .with_context(|| format!("building the {} table", table.name()))?;
+        context
+            .register_table(table.name(), Arc::new(provider))
+            .with_context(|| format!("registering the {} table", table.name()))?;
+    }
+    define_views(&context).await?;
+
+    let query = args.query.trim();
+    let frame = context
+        .sql(query)
+        .await
+        .with_context(|| format!("planning the query {query:?}"))?;
+    let schema = Arc::clone(frame.schema().inner());
+    let batches = frame
+        .collect()
+        .await
+        .with_context(|| format!("running the query {query:?}"))?;
+    let rows: usize = batches.iter().map(|batch| batch.num_rows()).sum();
+    tracing::info!(rows, "query done");
+    output::write(args.format, schema, &batches, args.output.as_deref())
+}
+
+/// The topic of every table: the contract's names, replaced by `--topic TABLE=TOPIC` pairs.
+fn table_topics(pairs: &[String]) -> anyhow::Result<BTreeMap<Table, String>> {
+    let mut topics: BTreeMap<Table, String> = Table::ALL
+        .into_iter()
+        .map(|table| (table, table.default_topic().to_owned()))
+        .collect();
+    for pair in pairs {
+        let (name, topic) = pair
+            .split_once('=')
+            .with_context(|| format!("--topic {pair:?} is not TABLE=TOPIC"))?;
+        let Some(table) = Table::ALL.into_iter().find(|table| table.name() == name) else {
+            bail!(
+                "--topic {pair:?}: {name:?} is not a table; the tables are alerts, incidents, \
+                 remediation and actions"
+            );
+        };
+        if topic.is_empty() {
+            bail!("--topic {pair:?} names no topic");
+        }
+        topics.insert(table, topic.to_owned());
+    }
+    Ok(topics)
+}
+
+/// Reads every table's topic, one after the other. It blocks.
+fn scan_all(
+    scanner: &Scanner,
+    topics: &BTreeMap<Table, String>,
+) -> anyhow::Result<Vec<(Table, TableScan)>> {
+    topics
+        .iter()
+        .map(|(&table, topic)| {
+            let scan = table
+                .scan(scanner, topic)
+                .with_context(|| format!("reading the {} table from {topic}", table.name()))?;
+            if scan.skipped > 0 {
+                tracing::warn!(
+                    table = table.name(),
+                    topic = %topic,
+                    skipped = scan.skipped,
+                    "records skipped because they did not decode"
+                );
+            }
+            tracing::info!(
+                table = table.name(),
+                topic = %topic,
+                partitions = scan.partitions,
+                rows = scan.rows,
+                skipped = scan.skipped,
+                "table read"
+            );
+            Ok((table, scan))
+        })
+        .collect()
+}
+
+/// Defines the built-in views of [`VIEWS`], in order.
+async fn define_views(context: &SessionContext) -> anyhow::Result<()> {
+    let statements = DFParser::parse_sql(VIEWS).context("parsing the built-in views")?;
+    for statement in statements {
+        let text = statement.to_string();
+        let plan = context
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .with_context(|| format!("planning the built-in view {text}"))?;
+        context
+            .execute_logical_plan(plan)
+            .await
+            .with_context(|| format!("defining the built-in view {text}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Array;
+
+    use super::*;
+
+    #[test]
+    fn topics_default_to_the_contract_and_can_be_replaced() {
+        let topics = table_topics(&["actions=audit".to_owned()]).expect("valid pairs");
+        assert_eq!(topics[&Table::Actions], "audit");
+        assert_eq!(topics[&Table::Incidents], "ops.incidents");
+        assert_eq!(topics.len(), 4);
+        assert!(table_topics(&["approvals=ops.approvals".to_owned()]).is_err());
+        assert!(table_topics(&["actions".to_owned()]).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_built_in_views_plan_over_empty_tables() {
+        let context = opsloop_engine::detector::session_context();
+        for table in Table::ALL {
+            let schema = match table {
+                Table::Alerts => scan::table_schema::<Alert>(),
+                Table::Incidents => scan::table_schema::<Incident>(),
+                Table::Remediation => scan::table_schema::<RemediationEvent>(),
+                Table::Actions => scan::table_schema::<ActionOutcome>(),
+            };
+            let provider = MemTable::try_new(schema, vec![vec![]]).expect("empty table");
+            context
+                .register_table(table.name(), Arc::new(provider))
+                .expect("registered");
+        }
+        define_views(&context).await.expect("the views are valid");
+        let rates = context
+            .sql("SELECT manual_intervention_rate FROM kpi_manual_intervention_rate")
+            .await
+            .expect("planned")
+            .collect()
+            .await
+            .expect("ran");
+        assert_eq!(rates.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        assert!(rates[0].column(0).is_null(0), "no incidents: no rate");
+    }
+}

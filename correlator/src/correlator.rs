@@ -190,19 +190,18 @@ impl Correlator {
             self.state.counters.duplicates += 1;
             return;
         }
-        let joined = group
+        let member_of = group
             .incidents
             .iter_mut()
-            .find(|i| i.has_type(&alert.alert_type));
-        match joined {
-            Some(incident) => match incident.add(alert.clone()) {
-                Added::New => hold_inhibitors(&self.config, &mut self.state.inhibitors, alert, 1),
-                Added::Revised => self.state.counters.duplicates += 1,
-                Added::Same => {
-                    self.state.counters.duplicates += 1;
+            .find(|i| i.has_member(&alert.alert_id));
+        match member_of {
+            // A re-emission after late data revises the member in place; a replay is nothing.
+            Some(incident) => {
+                self.state.counters.duplicates += 1;
+                if incident.add(alert.clone()) == Added::Same {
                     return;
                 }
-            },
+            }
             None => {
                 hold_inhibitors(&self.config, &mut self.state.inhibitors, alert, 1);
                 group.pending.push(alert.clone());
@@ -224,18 +223,19 @@ impl Correlator {
             .map_or(now_us, |clock| clock.max(now_us));
         self.state.clock_us = Some(now_us);
         let mut emitted = Emitted::default();
-        while let Some((&due_us, _)) = self.due.first_key_value() {
+        // One action at a time, earliest first across all groups (ties by group key), so the
+        // versions come out in event-time order whatever the groups' history.
+        while let Some((&due_us, keys)) = self.due.first_key_value() {
             if due_us > now_us {
                 break;
             }
-            let Some(keys) = self.due.remove(&due_us) else {
-                break;
+            let Some(key) = keys.first().cloned() else {
+                self.due.remove(&due_us);
+                continue;
             };
-            for key in keys {
-                self.due_of.remove(&key);
-                emitted.absorb(self.run_due(&key, now_us));
-                self.reschedule(&key);
-            }
+            self.unschedule(&key);
+            emitted.absorb(self.run_next(&key, now_us));
+            self.reschedule(&key);
         }
         emitted
     }
@@ -260,12 +260,12 @@ impl Correlator {
         Some(version)
     }
 
-    /// Every action of group `key` due by `now_us`, in time order.
-    fn run_due(&mut self, key: &str, now_us: i64) -> Emitted {
+    /// The next action of group `key`, if it is due by `now_us`.
+    fn run_next(&mut self, key: &str, now_us: i64) -> Emitted {
         let mut emitted = Emitted::default();
-        while let Some((due_us, action)) = self.next_action(key).filter(|(due, _)| *due <= now_us) {
+        if let Some((due_us, action)) = self.next_action(key).filter(|(due, _)| *due <= now_us) {
             let Some(mut group) = self.state.groups.remove(key) else {
-                break;
+                return emitted;
             };
             let versions = match action {
                 Action::Flush => self.flush(key, &mut group, due_us),
@@ -311,7 +311,7 @@ impl Correlator {
                     .incidents
                     .iter()
                     .filter(|i| i.record.version > 0)
-                    .map(|i| i.resolve_due_us(&self.config))
+                    .map(|i| resolve_due_us(&self.config, group, i))
                     .min()
             {
                 due = due.min(resolving.max(changed));
@@ -321,7 +321,7 @@ impl Correlator {
         for (index, incident) in group.incidents.iter().enumerate() {
             if incident.record.version > 0 {
                 consider(
-                    incident.resolve_due_us(&self.config),
+                    resolve_due_us(&self.config, group, incident),
                     Action::Resolve(index),
                 );
                 consider(
@@ -347,7 +347,7 @@ impl Correlator {
         next
     }
 
-    fn reschedule(&mut self, key: &str) {
+    fn unschedule(&mut self, key: &str) {
         if let Some(old) = self.due_of.remove(key)
             && let Some(keys) = self.due.get_mut(&old)
         {
@@ -356,6 +356,10 @@ impl Correlator {
                 self.due.remove(&old);
             }
         }
+    }
+
+    fn reschedule(&mut self, key: &str) {
+        self.unschedule(key);
         if let Some((due, _)) = self.next_action(key) {
             self.due.entry(due).or_default().insert(key.to_owned());
             self.due_of.insert(key.to_owned(), due);
@@ -366,9 +370,14 @@ impl Correlator {
     fn flush(&mut self, key: &str, group: &mut Group, at_us: i64) -> Vec<(Incident, bool)> {
         let mut published = Vec::new();
         // A source that arrived after its target: the target is left out now.
-        let pending = std::mem::take(&mut group.pending);
-        let mut remaining = Vec::with_capacity(pending.len());
-        for alert in pending {
+        // Only what event time `at_us` knows: later alerts wait for the next flush, however
+        // far the clock jumped.
+        let (known, later): (Vec<Alert>, Vec<Alert>) = std::mem::take(&mut group.pending)
+            .into_iter()
+            .partition(|a| a.window_end_us <= at_us);
+        group.pending = later;
+        let mut remaining = Vec::with_capacity(known.len());
+        for alert in known {
             hold_inhibitors(&self.config, &mut self.state.inhibitors, &alert, -1);
             if self.is_inhibited(&alert) {
                 self.state.counters.inhibited += 1;
@@ -516,8 +525,10 @@ impl Correlator {
             let silenced = is_silenced(&self.config, &incident.members, at_us);
             published.push((version, silenced));
         }
-        group.changed_since_us = None;
-        group.last_flush_us = Some(at_us);
+        group.changed_since_us = group.pending.iter().map(|a| a.window_end_us).min();
+        // A flush that left no incident open (everything inhibited) does not start the
+        // group_interval rhythm: the next alert waits group_wait as in a new group.
+        group.last_flush_us = (!group.incidents.is_empty()).then_some(at_us);
         published
     }
 
@@ -633,6 +644,18 @@ fn best_pattern<'c>(
         }
     }
     best.map(|(pattern, _)| pattern)
+}
+
+/// When `incident` resolves if no further alert arrives: its pending alerts of member types
+/// count as seen, so an update held back by `group_interval` does not let it resolve.
+fn resolve_due_us(config: &CorrelatorConfig, group: &Group, incident: &OpenIncident) -> i64 {
+    let pending_end = group
+        .pending
+        .iter()
+        .filter(|a| incident.has_type(&a.alert_type))
+        .map(|a| a.window_end_us)
+        .max();
+    incident.resolve_due_us(config, pending_end)
 }
 
 /// Whether a silence active at `at_us` matches every member of an incident.

@@ -114,11 +114,22 @@ impl OpenIncident {
         Added::New
     }
 
-    /// When the incident resolves if no further alert arrives.
-    pub(crate) fn resolve_due_us(&self, config: &CorrelatorConfig) -> i64 {
+    pub(crate) fn has_member(&self, alert_id: &str) -> bool {
+        self.members.iter().any(|m| m.alert_id == alert_id)
+    }
+
+    /// When the incident resolves if no alert arrives after its members and a pending alert
+    /// ending at `pending_end_us`.
+    pub(crate) fn resolve_due_us(
+        &self,
+        config: &CorrelatorConfig,
+        pending_end_us: Option<i64>,
+    ) -> i64 {
         let windows = i64::from(config.resolve_after_windows);
-        self.last_alert_end_us
-            .saturating_add(self.step_us.saturating_mul(windows))
+        let last = self
+            .last_alert_end_us
+            .max(pending_end_us.unwrap_or(i64::MIN));
+        last.saturating_add(self.step_us.saturating_mul(windows))
     }
 
     /// Recomputes everything derived from the members into `record` as a version at `at_us`.

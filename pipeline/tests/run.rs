@@ -90,6 +90,27 @@ struct RunSetup<'a> {
     extra: String,
 }
 
+/// A run over the test's topics with no extra settings.
+fn run_setup<'a>(
+    broker: &'a TestBroker,
+    topics: &'a Topics,
+    group: String,
+    alerts_topic: &'a str,
+    checkpoint_dir: &'a Path,
+) -> RunSetup<'a> {
+    RunSetup {
+        broker,
+        group,
+        metrics_topic: &topics.metrics,
+        gpu_topic: &topics.gpu,
+        alerts_topic,
+        incidents_topic: &topics.incidents,
+        deadletter_topic: &topics.deadletter,
+        checkpoint_dir,
+        extra: String::new(),
+    }
+}
+
 impl RunSetup<'_> {
     fn write_config(&self, path: &Path) {
         let sql = concat!(env!("CARGO_MANIFEST_DIR"), "/../sql");
@@ -381,17 +402,13 @@ async fn reference_alerts(
         .await
         .expect("topic");
     let checkpoints = dir.join("reference-checkpoints");
-    let setup = RunSetup {
+    let setup = run_setup(
         broker,
-        group: unique_name("reference"),
-        metrics_topic: &topics.metrics,
-        gpu_topic: &topics.gpu,
-        alerts_topic: &alerts_topic,
-        incidents_topic: &topics.incidents,
-        deadletter_topic: &topics.deadletter,
-        checkpoint_dir: &checkpoints,
-        extra: String::new(),
-    };
+        topics,
+        unique_name("reference"),
+        &alerts_topic,
+        &checkpoints,
+    );
     let instance = Instance::start(&setup, dir).await;
     instance
         .wait_for("opsloop_watermark_ms", final_watermark_ms as f64)
@@ -415,17 +432,13 @@ async fn a_run_killed_mid_stream_and_restarted_emits_the_same_alerts() {
         .await
         .expect("topic");
     let checkpoints = dir.path().join("checkpoints");
-    let setup = RunSetup {
-        broker: &broker,
-        group: unique_name("crash"),
-        metrics_topic: &topics.metrics,
-        gpu_topic: &topics.gpu,
-        alerts_topic: &alerts_topic,
-        incidents_topic: &topics.incidents,
-        deadletter_topic: &topics.deadletter,
-        checkpoint_dir: &checkpoints,
-        extra: String::new(),
-    };
+    let setup = run_setup(
+        &broker,
+        &topics,
+        unique_name("crash"),
+        &alerts_topic,
+        &checkpoints,
+    );
     publish(&broker, &topics.metrics, first).await;
     let instance = Instance::start(&setup, dir.path()).await;
     instance
@@ -499,16 +512,14 @@ async fn two_instances_in_one_group_emit_what_one_instance_emits() {
         .expect("topic");
     let group = unique_name("group");
     let (first_dir, second_dir) = (dir.path().join("one"), dir.path().join("two"));
-    let setup = |checkpoint_dir| RunSetup {
-        broker: &broker,
-        group: group.clone(),
-        metrics_topic: &topics.metrics,
-        gpu_topic: &topics.gpu,
-        alerts_topic: &alerts_topic,
-        incidents_topic: &topics.incidents,
-        deadletter_topic: &topics.deadletter,
-        checkpoint_dir,
-        extra: String::new(),
+    let setup = |checkpoint_dir| {
+        run_setup(
+            &broker,
+            &topics,
+            group.clone(),
+            &alerts_topic,
+            checkpoint_dir,
+        )
     };
     let one = Instance::start(&setup(&first_dir), dir.path()).await;
     let two = Instance::start(&setup(&second_dir), dir.path()).await;
@@ -578,20 +589,19 @@ async fn incidents_reach_their_topic_an_alertmanager_and_a_webhook() {
         .expect("topic");
     let checkpoints = dir.path().join("checkpoints");
     let setup = RunSetup {
-        broker: &broker,
-        group: unique_name("notify"),
-        metrics_topic: &topics.metrics,
-        gpu_topic: &topics.gpu,
-        alerts_topic: &alerts_topic,
-        incidents_topic: &topics.incidents,
-        deadletter_topic: &topics.deadletter,
-        checkpoint_dir: &checkpoints,
         extra: format!(
             "[notifications.alertmanager]\nurl = \"{}\"\n\n[[notifications.webhooks]]\n\
              url = \"{}/incidents\"\ntimeout_ms = 2000\n",
             alertmanager.url(),
             webhook.url()
         ),
+        ..run_setup(
+            &broker,
+            &topics,
+            unique_name("notify"),
+            &alerts_topic,
+            &checkpoints,
+        )
     };
     publish(&broker, &topics.metrics, &ticks).await;
     let instance = Instance::start(&setup, dir.path()).await;

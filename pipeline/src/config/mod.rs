@@ -151,4 +151,27 @@ mod tests {
         assert_eq!(config.correlator, CorrelatorConfig::default());
         assert!(config.notifications.alertmanager.is_none());
     }
+
+    #[test]
+    fn notifications_and_correlator_settings_come_from_the_environment() {
+        let env = [
+            (
+                "OPSLOOP_NOTIFICATIONS__ALERTMANAGER__URL".to_owned(),
+                "http://alertmanager:9093".to_owned(),
+            ),
+            (
+                "OPSLOOP_CORRELATOR__GROUP_WAIT".to_owned(),
+                "10s".to_owned(),
+            ),
+        ];
+        let config: RunConfig = layers::load(&default_config_text(), None, env).expect("valid");
+        let alertmanager = config.notifications.alertmanager.expect("alertmanager");
+        assert_eq!(alertmanager.url, "http://alertmanager:9093");
+        assert_eq!(alertmanager.retries, 3);
+        assert_eq!(
+            config.correlator.group_wait,
+            std::time::Duration::from_secs(10)
+        );
+        assert_eq!(config.correlator.patterns.len(), 7);
+    }
 }

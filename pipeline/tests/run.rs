@@ -1,9 +1,10 @@
 //! `opsloop run` over the real broker: the repository's SQL detectors on the simulated fleet's
 //! telemetry, alerts on a topic of their own per run.
 //!
-//! - A run killed with SIGKILL mid-stream and restarted emits the same set of alerts as an
-//!   uninterrupted run: nothing lost, every re-emitted alert the very same record (same id).
-//! - Two instances in one consumer group emit the same alerts as one instance.
+//! - A run killed with SIGKILL mid-stream and restarted emits the same set of alerts and
+//!   incident versions as an uninterrupted run: nothing lost, every re-emitted record the very
+//!   same record (same id).
+//! - Two instances in one consumer group emit the same alerts and incidents as one instance.
 //! - The correlator's incidents reach their topic, a real Alertmanager (grouped by its
 //!   route) and a webhook, the same versions everywhere.
 
@@ -391,34 +392,61 @@ async fn topics(broker: &TestBroker) -> Topics {
 }
 
 /// An uninterrupted single-instance run over everything already on the metrics topic.
-async fn reference_alerts(
+async fn reference_run(
     broker: &TestBroker,
     topics: &Topics,
     dir: &Path,
     final_watermark_ms: i64,
-) -> BTreeMap<String, Alert> {
+) -> (BTreeMap<String, Alert>, BTreeMap<(String, i64), Incident>) {
     let alerts_topic = broker
         .create_topic("alerts-reference", PARTITIONS)
         .await
         .expect("topic");
+    let incidents_topic = broker
+        .create_topic("incidents-reference", PARTITIONS)
+        .await
+        .expect("topic");
     let checkpoints = dir.join("reference-checkpoints");
-    let setup = run_setup(
-        broker,
-        topics,
-        unique_name("reference"),
-        &alerts_topic,
-        &checkpoints,
-    );
+    let setup = RunSetup {
+        incidents_topic: &incidents_topic,
+        ..run_setup(
+            broker,
+            topics,
+            unique_name("reference"),
+            &alerts_topic,
+            &checkpoints,
+        )
+    };
     let instance = Instance::start(&setup, dir).await;
     instance
         .wait_for("opsloop_watermark_ms", final_watermark_ms as f64)
         .await;
     instance.terminate().await;
-    by_id(read_alerts(broker, &alerts_topic))
+    (
+        by_id(read_alerts(broker, &alerts_topic)),
+        versions_by_id(read_records(broker, &incidents_topic)),
+    )
+}
+
+/// Incident versions by (id, version); panics when a replay produced a different record for
+/// one version.
+fn versions_by_id(versions: Vec<Incident>) -> BTreeMap<(String, i64), Incident> {
+    let mut unique = BTreeMap::new();
+    for version in versions {
+        let key = (version.incident_id.clone(), version.version);
+        if let Some(earlier) = unique.get(&key) {
+            assert_eq!(
+                earlier, &version,
+                "two different records of one incident version"
+            );
+        }
+        unique.insert(key, version);
+    }
+    unique
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_killed_mid_stream_and_restarted_emits_the_same_alerts() {
+async fn a_run_killed_mid_stream_and_restarted_emits_the_same_alerts_and_incidents() {
     let broker = TestBroker::start().await.expect("broker");
     let topics = topics(&broker).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -478,11 +506,18 @@ async fn a_run_killed_mid_stream_and_restarted_emits_the_same_alerts() {
     let total_records = records.len();
     let crashed = by_id(records);
 
-    let reference = reference_alerts(&broker, &topics, dir.path(), final_watermark).await;
+    let (reference, reference_incidents) =
+        reference_run(&broker, &topics, dir.path(), final_watermark).await;
     assert!(
         reference.len() >= 4,
         "the faults raise alerts: {:?}",
         reference.keys()
+    );
+    // The correlator's state is in the checkpoints: the incidents come out the same too.
+    assert!(!reference_incidents.is_empty(), "the alerts open incidents");
+    assert_eq!(
+        versions_by_id(read_records(&broker, &topics.incidents)),
+        reference_incidents
     );
     assert!(
         before_restart > 0 && before_restart < total_records,
@@ -499,7 +534,7 @@ async fn a_run_killed_mid_stream_and_restarted_emits_the_same_alerts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_in_one_group_emit_what_one_instance_emits() {
+async fn two_instances_in_one_group_emit_the_alerts_and_incidents_of_one() {
     let broker = TestBroker::start().await.expect("broker");
     let topics = topics(&broker).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -555,7 +590,8 @@ async fn two_instances_in_one_group_emit_what_one_instance_emits() {
     two.terminate().await;
     let grouped = by_id(read_alerts(&broker, &alerts_topic));
 
-    let reference = reference_alerts(&broker, &topics, dir.path(), final_watermark).await;
+    let (reference, reference_incidents) =
+        reference_run(&broker, &topics, dir.path(), final_watermark).await;
     assert!(
         reference.len() >= 4,
         "the faults raise alerts: {} in the reference run, {} from the group",
@@ -563,6 +599,12 @@ async fn two_instances_in_one_group_emit_what_one_instance_emits() {
         grouped.len()
     );
     assert_same_alerts(&grouped, &reference);
+    // Incidents group by entity and the topics are keyed by entity: the instances' incidents
+    // together are the single instance's.
+    assert_eq!(
+        versions_by_id(read_records(&broker, &topics.incidents)),
+        reference_incidents
+    );
     let total: usize = ticks.iter().map(Vec::len).sum();
     assert_eq!(
         records

@@ -202,6 +202,16 @@ impl OpenIncident {
             .filter_map(|m| m.labels.get("feature").map(String::as_str))
             .collect();
         record.feature_set = features.into_iter().map(str::to_owned).collect();
+        // Member labels name what to act on (table, index, view, backend); the group's own
+        // labels take precedence, then the earliest member's.
+        for member in &self.members {
+            for (key, value) in &member.labels {
+                record
+                    .labels
+                    .entry(key.clone())
+                    .or_insert_with(|| value.clone());
+            }
+        }
         record.hypotheses = hypotheses::rank(&self.members, pattern, self.step_us);
     }
 

@@ -127,11 +127,14 @@ fn data_drift_pattern_opens_one_incident_with_ranked_hypotheses_then_resolves() 
     );
     assert_eq!(incident.model_version.as_deref(), Some("v7"));
     assert_eq!(incident.feature_set, ["user_age"]);
+    // The group's labels, then the members' (first seen wins).
     assert_eq!(
         incident.labels,
         BTreeMap::from([
             ("cluster".to_owned(), "eu-1".to_owned()),
-            ("model".to_owned(), "ranker".to_owned())
+            ("feature".to_owned(), "user_age".to_owned()),
+            ("model".to_owned(), "ranker".to_owned()),
+            ("model_version".to_owned(), "v7".to_owned()),
         ])
     );
     // Onset order drift, latency, performance; drift is also the pattern's known cause.

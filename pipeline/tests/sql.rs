@@ -12,14 +12,16 @@
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow::array::AsArray;
-use opsloop_connectors::kafka::{KafkaSink, OutgoingRecord, RecordWriter, SinkConfig};
+use opsloop_connectors::kafka::{KafkaSink, OutgoingRecord, SinkConfig};
+use opsloop_schemas::calendar::civil_from_days;
 use opsloop_schemas::ops::{
     ActionOutcome, ActionStep, Alert, Incident, IncidentState, RemediationEvent, RemediationKind,
     SeverityBand, Tier,
 };
-use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
+use opsloop_schemas::{AvroRecord, Codec, SchemaRegistry, WireFormat};
 use opsloop_tests::{TestBroker, unique_name};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
@@ -32,6 +34,38 @@ const SECOND_US: i64 = 1_000_000;
 
 fn confluent() -> Codec {
     Codec::new(WireFormat::Confluent, Arc::new(SchemaRegistry::builtin()))
+}
+
+/// Publishes records one at a time, each acknowledged before the next is sent.
+///
+/// tansu's in-memory storage answers "latest offset" with the base offset of a partition's last
+/// record batch plus one, so several records batched into one produce request would look like
+/// one to a bounded scan there; one record per request keeps every batch a single record.
+struct Publisher {
+    sink: KafkaSink,
+    codec: Codec,
+}
+
+impl Publisher {
+    fn new(broker: &TestBroker) -> Publisher {
+        Publisher {
+            sink: KafkaSink::new(&broker.kafka_config(), SinkConfig::default()).expect("sink"),
+            codec: confluent(),
+        }
+    }
+
+    async fn send<T: AvroRecord>(&self, topic: &str, record: &T) {
+        let payload = self.codec.encode(record).expect("encodes");
+        self.send_bytes(topic, record.partition_key().as_bytes(), &payload)
+            .await;
+    }
+
+    async fn send_bytes(&self, topic: &str, key: &[u8], payload: &[u8]) {
+        self.sink
+            .send(OutgoingRecord::new(topic, Some(key), payload))
+            .await
+            .expect("delivered");
+    }
 }
 
 async fn opsloop(args: Vec<String>) -> Output {
@@ -256,8 +290,7 @@ async fn publish_history(broker: &TestBroker, topics: &Topics) {
     use IncidentState::*;
     use Tier::*;
 
-    let sink = KafkaSink::new(&broker.kafka_config(), SinkConfig::default()).expect("sink");
-    let mut writer = RecordWriter::new(sink, confluent(), 100);
+    let publisher = Publisher::new(broker);
 
     for record in [
         alert("alert-1", "latency_spike", "db-1", INC1_OPENED),
@@ -265,12 +298,11 @@ async fn publish_history(broker: &TestBroker, topics: &Topics) {
         alert("alert-3", "connection_exhaustion", "db-3", INC3_OPENED),
         alert("alert-4", "replication_lag", "db-4", INC4_OPENED),
     ] {
-        writer.send(&topics.alerts, &record).await.expect("send");
+        publisher.send(&topics.alerts, &record).await;
     }
-    writer
-        .send_bytes(&topics.alerts, Some(b"db-9"), b"not avro at all")
-        .await
-        .expect("send");
+    publisher
+        .send_bytes(&topics.alerts, b"db-9", b"not avro at all")
+        .await;
 
     for record in [
         incident("inc-1", 1, T1, Open, INC1_OPENED, None),
@@ -285,7 +317,7 @@ async fn publish_history(broker: &TestBroker, topics: &Topics) {
         incident("inc-4", 1, T3, Open, INC4_OPENED, None),
         incident("inc-4", 2, T3, Resolved, INC4_OPENED, Some(3600)),
     ] {
-        writer.send(&topics.incidents, &record).await.expect("send");
+        publisher.send(&topics.incidents, &record).await;
     }
 
     for record in [
@@ -296,10 +328,7 @@ async fn publish_history(broker: &TestBroker, topics: &Topics) {
         remediation("act-4", "inc-4", false),
         remediation("act-6", "inc-5", false),
     ] {
-        writer
-            .send(&topics.remediation, &record)
-            .await
-            .expect("send");
+        publisher.send(&topics.remediation, &record).await;
     }
 
     for record in [
@@ -323,9 +352,8 @@ async fn publish_history(broker: &TestBroker, topics: &Topics) {
         step("act-6", "inc-5", Executed, true, INC5_OPENED, 90),
         step("act-6", "inc-5", Failed, true, INC5_OPENED, 95),
     ] {
-        writer.send(&topics.actions, &record).await.expect("send");
+        publisher.send(&topics.actions, &record).await;
     }
-    writer.finish().await.expect("delivered");
 }
 
 fn strings(rows: &[Value], column: &str) -> Vec<String> {
@@ -521,7 +549,8 @@ async fn the_ops_topics_answer_queries_and_kpis_with_hand_checked_values() {
     let per_day = query_json(
         &broker,
         &topics,
-        "SELECT CAST(day AS VARCHAR) AS day, tier, incidents FROM kpi_incidents_per_tier_per_day",
+        "SELECT CAST(day AS VARCHAR) AS day, tier, incidents FROM kpi_incidents_per_tier_per_day \
+         ORDER BY day, tier",
     )
     .await;
     assert_eq!(
@@ -665,27 +694,22 @@ async fn results_are_written_as_csv_json_parquet_and_a_table() {
 async fn from_picks_the_start_and_a_missing_topic_is_an_empty_table() {
     let broker = TestBroker::start().await.expect("broker");
     let alerts = broker.create_topic("sql-from", 1).await.expect("topic");
-    // Five alerts, record timestamps on the hour: 00:00, 01:00, ..., 04:00 of day 1.
-    let sink = KafkaSink::new(&broker.kafka_config(), SinkConfig::default()).expect("sink");
-    let codec = confluent();
-    for hour in 0..5 {
-        let record = alert(
-            &format!("alert-{hour}"),
-            "latency_spike",
-            "db-1",
-            DAY1_US + hour * HOUR_US,
-        );
-        let payload = codec.encode(&record).expect("encodes");
-        sink.send(
-            OutgoingRecord::new(&alerts, Some(b"db-1"), &payload)
-                .with_timestamp_ms((DAY1_US + hour * HOUR_US) / 1000),
-        )
-        .await
-        .expect("delivered");
+    // Five alerts: two, then (a second either side of `between`) three more, each with the
+    // time it was produced as its record timestamp.
+    let publisher = Publisher::new(&broker);
+    let mut between = String::new();
+    for index in 0..5 {
+        if index == 2 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            between = rfc3339(SystemTime::now());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let record = alert(&format!("alert-{index}"), "latency_spike", "db-1", DAY1_US);
+        publisher.send(&alerts, &record).await;
     }
     let missing = unique_name("sql-missing");
 
-    let ids = |from: &'static str| {
+    let ids = |from: &str| {
         let args = vec![
             "sql".to_owned(),
             "--brokers".into(),
@@ -735,12 +759,24 @@ async fn from_picks_the_start_and_a_missing_topic_is_an_empty_table() {
     let (none, _, _) = ids("latest-0").await;
     assert!(none.is_empty(), "{none:?}");
 
-    let (since, _, _) = ids("2024-05-01T02:00:00Z").await;
-    assert_eq!(since, ["alert-2", "alert-3", "alert-4"]);
-    let (after, _, _) = ids("2024-05-01T02:00:00.001Z").await;
-    assert_eq!(after, ["alert-3", "alert-4"]);
-    let (future, _, _) = ids("2030-01-01T00:00:00Z").await;
-    assert!(future.is_empty(), "{future:?}");
+    let (since, offsets, _) = ids(&between).await;
+    assert_eq!(since, ["alert-2", "alert-3", "alert-4"], "from {between}");
+    assert_eq!(offsets, [2, 3, 4]);
+}
+
+/// `time` as an RFC 3339 UTC time with microseconds.
+fn rfc3339(time: SystemTime) -> String {
+    let since_epoch = time.duration_since(UNIX_EPOCH).expect("after 1970");
+    let seconds = i64::try_from(since_epoch.as_secs()).expect("in range");
+    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+    let of_day = seconds.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60,
+        since_epoch.subsec_micros()
+    )
 }
 
 #[tokio::test]

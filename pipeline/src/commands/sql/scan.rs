@@ -133,6 +133,7 @@ impl Scanner {
         let mut assignment = TopicPartitionList::new();
         let mut ends: HashMap<i32, i64> = HashMap::new();
         for (partition, start, end) in self.bounds(&consumer, topic, &partitions)? {
+            tracing::debug!(topic, partition, start, end, "partition bounds");
             if start < end {
                 assignment
                     .add_partition_offset(topic, partition, Offset::Offset(start))
@@ -188,8 +189,11 @@ impl Scanner {
     }
 
     fn consumer(&self) -> anyhow::Result<BaseConsumer> {
+        // librdkafka wants a group id even to assign partitions by hand; the group is never
+        // joined (nothing subscribes) and nothing is committed to it.
         self.kafka
             .client_config()
+            .set("group.id", "opsloop-sql")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")

@@ -114,7 +114,7 @@ LEFT JOIN (
 ) AS gated ON gated.action_id = executed.action_id;
 
 -- kpi_incidents_per_tier_per_day: one row per UTC day (of opened_us) and tier (of the
--- incident's latest version), ordered by day then tier.
+-- incident's latest version). A view keeps no row order: add ORDER BY day, tier to the query.
 --   day        DATE
 --   tier       'T1'..'T4'
 --   incidents  distinct incidents opened that day in that tier
@@ -124,5 +124,4 @@ SELECT
     tier,
     count(DISTINCT incident_id) AS incidents
 FROM incidents_latest
-GROUP BY CAST(opened_us AS DATE), tier
-ORDER BY day, tier;
+GROUP BY CAST(opened_us AS DATE), tier;

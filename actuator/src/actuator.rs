@@ -38,6 +38,15 @@ pub enum DecisionOutcome {
     Held,
 }
 
+/// Where [`Actuator::handle`] left an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Its life is over (or it was already): verified, rolled back, failed, skipped, rejected.
+    Done,
+    /// Planned and waiting for a decision on ops.approvals.
+    AwaitingApproval,
+}
+
 /// Runs remediation events under governance; see the module docs.
 #[derive(Debug)]
 pub struct Actuator {
@@ -148,19 +157,23 @@ impl Actuator {
     }
 
     /// Takes one remediation event through its life (or as far as an approval allows).
-    pub async fn handle(&self, event: RemediationEvent) -> Result<(), ActuatorError> {
+    pub async fn handle(&self, event: RemediationEvent) -> Result<Handled, ActuatorError> {
         let steps = self.steps(&event.action_id);
         if steps.iter().copied().any(is_terminal) {
             tracing::debug!(action_id = %event.action_id, "already finished");
-            return Ok(());
+            return Ok(Handled::Done);
         }
         let template = match self.governor.admit(&event) {
             Ok(template) => template,
-            Err(refusal) => return self.note(&event, ActionStep::Skipped, refusal.to_string()),
+            Err(refusal) => {
+                self.note(&event, ActionStep::Skipped, refusal.to_string())?;
+                return Ok(Handled::Done);
+            }
         };
         if steps.contains(&ActionStep::Executed) {
             // Died between executing and verifying: verify now, never execute again.
-            return self.verify_after_restart(&event, template).await;
+            self.verify_after_restart(&event, template).await?;
+            return Ok(Handled::Done);
         }
         if !steps.contains(&ActionStep::Planned) {
             self.note(&event, ActionStep::Planned, event.rationale.clone())?;
@@ -172,16 +185,20 @@ impl Actuator {
                 .ok()
                 .and_then(|mut e| e.remove(&event.action_id));
             match early {
-                Some(approval) => return self.apply_decision(event, template, &approval).await,
+                Some(approval) => {
+                    self.apply_decision(event, template, &approval).await?;
+                    return Ok(Handled::Done);
+                }
                 None => {
                     if let Ok(mut waiting) = self.waiting.lock() {
                         waiting.insert(event.action_id.clone(), event);
                     }
-                    return Ok(());
+                    return Ok(Handled::AwaitingApproval);
                 }
             }
         }
-        self.run(&event, template).await
+        self.run(&event, template).await?;
+        Ok(Handled::Done)
     }
 
     /// Takes a decision from ops.approvals; a forged one changes nothing.

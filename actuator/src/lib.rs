@@ -19,6 +19,6 @@ pub mod governance;
 pub mod postgres;
 pub mod webhook;
 
-pub use actuator::{Actuator, DecisionOutcome};
+pub use actuator::{Actuator, DecisionOutcome, Handled};
 pub use config::{ActuatorConfig, VerifyConfig};
 pub use error::ActuatorError;

@@ -36,6 +36,14 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Query the ops topics (alerts, incidents, remediation, actions) and KPI views with SQL.
     Sql(commands::sql::SqlArgs),
+    /// Act on ops.remediation under governance; every step to ops.actions and the audit log.
+    Actuate(commands::actuate::ActuateArgs),
+    /// Approve a gated action (a signed decision onto ops.approvals).
+    Approve(commands::approve::DecisionArgs),
+    /// Reject a gated action (a signed decision onto ops.approvals).
+    Reject(commands::approve::DecisionArgs),
+    /// Check the actuator's hash-chained audit log.
+    Audit(commands::audit::AuditArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +62,16 @@ fn main() -> anyhow::Result<()> {
         Command::Collect(args) => async_main(commands::collect::run(args)),
         Command::Generate(args) => async_main(commands::generate::run(args)),
         Command::Run(args) => async_main(commands::run::run(args)),
+        Command::Actuate(args) => async_main(commands::actuate::run(args)),
+        Command::Approve(args) => async_main(commands::approve::run(
+            args,
+            opsloop_schemas::ops::Decision::Approve,
+        )),
+        Command::Reject(args) => async_main(commands::approve::run(
+            args,
+            opsloop_schemas::ops::Decision::Reject,
+        )),
+        Command::Audit(args) => commands::audit::run(args),
         Command::Sql(args) => async_main(commands::sql::run(args)),
     }
 }

@@ -85,6 +85,7 @@ struct RunSetup<'a> {
     gpu_topic: &'a str,
     alerts_topic: &'a str,
     incidents_topic: &'a str,
+    remediation_topic: &'a str,
     deadletter_topic: &'a str,
     checkpoint_dir: &'a Path,
     /// More TOML, appended (e.g. `[notifications]`).
@@ -106,6 +107,7 @@ fn run_setup<'a>(
         gpu_topic: &topics.gpu,
         alerts_topic,
         incidents_topic: &topics.incidents,
+        remediation_topic: &topics.remediation,
         deadletter_topic: &topics.deadletter,
         checkpoint_dir,
         extra: String::new(),
@@ -151,6 +153,11 @@ topic = "{alerts}"
 [incidents]
 topic = "{incidents}"
 
+[planner]
+topic = "{remediation}"
+actions_topic = "{remediation}-actions"
+learning_state = "{learning}"
+
 [deadletter]
 topic = "{deadletter}"
 
@@ -166,6 +173,8 @@ listen = "127.0.0.1:0"
             checkpoints = self.checkpoint_dir.display(),
             alerts = self.alerts_topic,
             incidents = self.incidents_topic,
+            remediation = self.remediation_topic,
+            learning = self.checkpoint_dir.join("learning.json").display(),
             deadletter = self.deadletter_topic,
             extra = self.extra,
         );
@@ -370,6 +379,7 @@ struct Topics {
     metrics: String,
     gpu: String,
     incidents: String,
+    remediation: String,
     deadletter: String,
 }
 
@@ -384,6 +394,10 @@ async fn topics(broker: &TestBroker) -> Topics {
             .create_topic("incidents", PARTITIONS)
             .await
             .expect("incidents topic"),
+        remediation: broker
+            .create_topic("remediation", PARTITIONS)
+            .await
+            .expect("remediation topic"),
         deadletter: broker
             .create_topic("deadletter", 1)
             .await

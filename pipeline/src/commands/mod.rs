@@ -1,5 +1,8 @@
 //! One module per subcommand; each owns its clap arguments and a `run` function.
 
+pub(crate) mod actuate;
+pub(crate) mod approve;
+pub(crate) mod audit;
 pub(crate) mod broker;
 pub(crate) mod collect;
 pub(crate) mod demo;

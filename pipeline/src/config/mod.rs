@@ -31,6 +31,20 @@ pub(crate) struct RunConfig {
     pub(crate) correlator: CorrelatorConfig,
     #[serde(default)]
     pub(crate) notifications: NotifySection,
+    pub(crate) planner: PlannerSection,
+}
+
+/// `[planner]`: incidents -> remediation events, learning from the actions' outcomes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlannerSection {
+    /// Where remediation events go.
+    pub(crate) topic: String,
+    /// Where the actuators' outcomes are read from (learning, acknowledgements).
+    pub(crate) actions_topic: String,
+    /// The learner's persisted state.
+    pub(crate) learning_state: PathBuf,
+    pub(crate) agents: opsloop_planner::agents::AgentsConfig,
 }
 
 impl RunConfig {
@@ -38,6 +52,15 @@ impl RunConfig {
     pub(crate) fn load(file: Option<&Path>) -> anyhow::Result<RunConfig> {
         layers::load(&default_config_text(), file, std::env::vars())
     }
+}
+
+/// Any command's configuration: `defaults`, overridden by `file` and the process
+/// environment (`OPSLOOP_<SECTION>__<KEY>`).
+pub(crate) fn load_layered<T: serde::de::DeserializeOwned>(
+    defaults: &str,
+    file: Option<&Path>,
+) -> anyhow::Result<T> {
+    layers::load(defaults, file, std::env::vars())
 }
 
 /// The whole default configuration: `default.toml` with the correlator's defaults as its

@@ -38,6 +38,9 @@ use opsloop_engine::checkpoint::{CheckpointStore, SourceOffset};
 use opsloop_engine::detector::{DetectorOptions, StreamTable, load_detectors, session_context};
 use opsloop_engine::runtime::{Engine, Output};
 use opsloop_engine::time::PartitionId;
+use opsloop_planner::learning::Learner;
+use opsloop_planner::{Planner, PlannerConfig};
+use opsloop_schemas::ops::{ActionOutcome, ActionStep, Incident};
 use opsloop_schemas::telemetry::{FeatureSample, GpuSample, LogRecord};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
 use prometheus_client::registry::Registry;
@@ -166,6 +169,22 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     drop(batches);
 
+    let learner = Learner::open(&config.planner.learning_state, 0x5eed)?;
+    let planner = Planner::new(
+        PlannerConfig {
+            agents: config.planner.agents.clone(),
+        },
+        learner,
+    );
+    let (outcome_sender, outcomes) = mpsc::channel(1_000);
+    let outcome_reader = tokio::spawn(read_outcomes(
+        kafka.clone(),
+        format!("{}.actions", config.kafka.group_id),
+        config.planner.actions_topic.clone(),
+        outcome_sender,
+        stopped.clone(),
+    ));
+
     let mut state = Loop {
         config: &config,
         engine,
@@ -181,8 +200,10 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         correlator_metrics,
         notifier,
         incident_versions: 0,
+        planner,
+        planned: HashMap::new(),
     };
-    let outcome = state.run(received).await;
+    let outcome = state.run(received, outcomes).await;
     // Stop the readers and the endpoint whatever happened, then checkpoint what was done.
     stop.send_replace(true);
     let final_checkpoint = state.checkpoint(true).await;
@@ -190,6 +211,9 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         if let Err(error) = reader.await {
             tracing::error!(%error, "a source reader failed");
         }
+    }
+    if let Err(error) = outcome_reader.await {
+        tracing::error!(%error, "the action-outcome reader failed");
     }
     if let Err(error) = metrics_task.await {
         tracing::error!(%error, "the /metrics endpoint failed");
@@ -390,10 +414,17 @@ struct Loop<'a> {
     notifier: Notifier,
     /// Incident versions published by this process, for the closing summary.
     incident_versions: usize,
+    planner: Planner,
+    /// Planned action id -> the failure type it answers (what the learner learns per).
+    planned: HashMap<String, String>,
 }
 
 impl Loop<'_> {
-    async fn run(&mut self, mut received: mpsc::Receiver<Received>) -> anyhow::Result<()> {
+    async fn run(
+        &mut self,
+        mut received: mpsc::Receiver<Received>,
+        mut outcomes: mpsc::Receiver<ActionOutcome>,
+    ) -> anyhow::Result<()> {
         let mut checkpoints = tokio::time::interval(Duration::from_millis(
             self.config.checkpoint.interval_ms.max(1),
         ));
@@ -424,6 +455,7 @@ impl Loop<'_> {
                     self.publish(output).await?;
                 }
                 _ = checkpoints.tick() => self.checkpoint(false).await?,
+                Some(outcome) = outcomes.recv() => self.learn(&outcome).await?,
             }
         }
     }
@@ -497,6 +529,7 @@ impl Loop<'_> {
                 self.alerts
                     .send(&self.config.incidents.topic, incident)
                     .await?;
+                self.plan(incident).await?;
             }
             self.incident_versions += emitted.versions.len();
             for notification in emitted.notifications {
@@ -504,6 +537,50 @@ impl Loop<'_> {
             }
         }
         self.correlator_metrics.status(&self.correlator.status());
+        Ok(())
+    }
+
+    /// Plans `incident` and publishes the remediation events, keyed by incident id.
+    async fn plan(&mut self, incident: &Incident) -> anyhow::Result<()> {
+        for event in self.planner.plan(incident, now_us()) {
+            tracing::info!(
+                action_id = %event.action_id,
+                incident_id = %event.incident_id,
+                template = %event.template,
+                agent = %event.agent,
+                approval_required = event.approval_required,
+                "remediation planned"
+            );
+            self.planned
+                .insert(event.action_id.clone(), incident.failure_type.clone());
+            self.alerts.send(&self.config.planner.topic, &event).await?;
+        }
+        Ok(())
+    }
+
+    /// An actuator's outcome: an execution acknowledges its incident; a verification, a
+    /// rollback or a failure teaches the learner.
+    async fn learn(&mut self, outcome: &ActionOutcome) -> anyhow::Result<()> {
+        match outcome.step {
+            ActionStep::Executed => {
+                let at_us = self.correlator.clock_us().unwrap_or(outcome.time_us);
+                if let Some(version) = self.correlator.acknowledge(&outcome.incident_id, at_us) {
+                    self.alerts
+                        .send(&self.config.incidents.topic, &version)
+                        .await?;
+                    self.incident_versions += 1;
+                }
+            }
+            ActionStep::Verified | ActionStep::RolledBack | ActionStep::Failed => {
+                if let Some(failure_type) = self.planned.get(&outcome.action_id) {
+                    let success = outcome.step == ActionStep::Verified;
+                    self.planner
+                        .learner_mut()
+                        .record(failure_type, &outcome.template, success)?;
+                }
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -546,6 +623,58 @@ impl Loop<'_> {
     }
 }
 
+/// Reads the actuators' outcomes from `topic` (from the newest) until told to stop; a topic
+/// that does not exist yet is retried quietly.
+async fn read_outcomes(
+    kafka: KafkaConfig,
+    group: String,
+    topic: String,
+    outcomes: mpsc::Sender<ActionOutcome>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let consumer: StreamConsumer = match kafka
+        .client_config()
+        .set("group.id", &group)
+        .set("auto.offset.reset", "latest")
+        .create()
+    {
+        Ok(consumer) => consumer,
+        Err(error) => {
+            tracing::error!(%error, "cannot read action outcomes; no learning");
+            return;
+        }
+    };
+    if let Err(error) = consumer.subscribe(&[&topic]) {
+        tracing::error!(%error, %topic, "cannot subscribe to action outcomes; no learning");
+        return;
+    }
+    let codec = Codec::new(WireFormat::Confluent, Arc::new(SchemaRegistry::builtin()));
+    loop {
+        tokio::select! {
+            _ = async { drop(stopped.wait_for(|stop| *stop).await) } => break,
+            message = consumer.recv() => match message {
+                Ok(message) => {
+                    let Some(payload) = message.payload() else { continue };
+                    match codec.decode::<ActionOutcome>(payload) {
+                        Ok(outcome) => {
+                            if outcomes.send(outcome).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(error) => tracing::warn!(%error, "an action outcome does not decode"),
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, %topic, "reading action outcomes");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+        }
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM.
 async fn terminate_signal() {
     #[cfg(unix)]
@@ -568,4 +697,12 @@ async fn terminate_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
+        })
 }

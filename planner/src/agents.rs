@@ -214,16 +214,19 @@ impl Agent for PerformanceAgent {
                      (benefit estimated with hypothetical indexes first)"
                 ),
             ));
+        }
+        if let Some(table) = label(incident, "table_name")
+            && has_type(incident, "query_latency_increase")
+            && !has_type(incident, "seq_scan_increase")
+        {
             proposals.extend(proposal(
                 kind,
                 "pg.analyze",
                 &[("table", text(table))],
                 incident,
-                "seq_scans",
+                "statistics",
                 (1.0, 1.0),
-                format!(
-                    "sequential scans on {table} jumped: the planner's statistics may be stale"
-                ),
+                format!("queries on {table} slowed down: refresh the planner's statistics"),
             ));
         }
         if let Some(matview) = label(incident, "matview")
@@ -259,7 +262,8 @@ impl Agent for PerformanceAgent {
                 &[("min_age_s", age)],
                 incident,
                 "runaway",
-                (1.0, 1.0),
+                // Ending sessions loses their clients' work: only once cancelling has failed.
+                (1.0, 5.0),
                 format!(
                     "queries running over {} s hold locks: end their sessions",
                     config.runaway_after_s

@@ -14,7 +14,7 @@
 //!    without one, FAILED. An error anywhere -> FAILED with the reason.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opsloop_planner::templates::{self, Executor, Template};
@@ -58,6 +58,9 @@ pub struct Actuator {
     waiting: Mutex<HashMap<String, RemediationEvent>>,
     /// Valid decisions that came before their event.
     early: Mutex<HashMap<String, Approval>>,
+    /// One operation at a time per table: two REINDEX CONCURRENTLY of one table's indexes
+    /// deadlock each other.
+    relations: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn now_us() -> i64 {
@@ -92,6 +95,7 @@ impl Actuator {
             outcomes,
             waiting: Mutex::new(HashMap::new()),
             early: Mutex::new(HashMap::new()),
+            relations: Mutex::new(HashMap::new()),
         })
     }
 
@@ -288,6 +292,19 @@ impl Actuator {
     ) -> Result<(), ActuatorError> {
         let limit = Duration::from_secs(self.config.operation_timeout_s);
         let client = postgres::connect(self.dsn(&event.target)?, limit).await?;
+        let relation = postgres::relation_of(&client, &event.params).await?;
+        let lock = relation.map(|relation| {
+            let key = format!("{}/{relation}", event.target);
+            let mut relations = self
+                .relations
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(relations.entry(key).or_default())
+        });
+        let _relation_guard = match &lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
         let verify = &self.config.verify;
         let assessment = postgres::assess(
             &client,

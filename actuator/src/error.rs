@@ -6,7 +6,7 @@ pub enum ActuatorError {
     /// Refused by governance (allow-list, parameters, approval); never retried.
     #[error("refused: {0}")]
     Refused(String),
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", postgres_reason(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("no PostgreSQL connection configured for target {0}")]
     NoTarget(String),
@@ -28,5 +28,13 @@ impl ActuatorError {
             self,
             ActuatorError::Postgres(_) | ActuatorError::Webhook { .. } | ActuatorError::Timeout(_)
         )
+    }
+}
+
+/// The server's message and SQLSTATE when there is one ("db error" alone says nothing).
+fn postgres_reason(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => error.to_string(),
     }
 }

@@ -222,6 +222,29 @@ pub async fn probe(
     Ok((primary, metrics))
 }
 
+/// The table an operation works on (an index's table, the table itself), if it has one:
+/// operations on one table are serialized.
+pub async fn relation_of(
+    client: &Client,
+    params: &BTreeMap<String, ParamValue>,
+) -> Result<Option<String>, ActuatorError> {
+    let relation = if let Ok(index) = text(params, "index") {
+        client
+            .query_opt(
+                "SELECT indrelid::regclass::text FROM pg_index WHERE indexrelid = to_regclass($1)",
+                &[&index],
+            )
+            .await?
+            .map(|row| row.get(0))
+    } else {
+        text(params, "table")
+            .or_else(|_| text(params, "matview"))
+            .ok()
+            .map(str::to_owned)
+    };
+    Ok(relation)
+}
+
 /// Measures before acting: the probe, saturation, and whether acting can help.
 pub async fn assess(
     client: &Client,

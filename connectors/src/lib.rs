@@ -10,6 +10,7 @@
 //! simulates a fleet of databases, GPUs and models, with scheduled faults and their ground
 //! truth, for `opsloop generate`, the benchmarks and the demo.
 
+pub mod collect;
 pub mod decode;
 mod error;
 pub mod generate;

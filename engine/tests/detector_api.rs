@@ -73,6 +73,30 @@ fn every_example_detector_plans() {
                 }
             ),
             ("gpu_thermal", WindowSpec::Tumbling { width_us: MINUTE }),
+            (
+                "pg_index_bloat",
+                WindowSpec::Tumbling {
+                    width_us: 30 * SECOND
+                }
+            ),
+            (
+                "pg_matview_stale",
+                WindowSpec::Tumbling {
+                    width_us: 30 * SECOND
+                }
+            ),
+            (
+                "pg_runaway_query",
+                WindowSpec::Tumbling {
+                    width_us: 30 * SECOND
+                }
+            ),
+            (
+                "pg_seq_scan_increase",
+                WindowSpec::Tumbling {
+                    width_us: 30 * SECOND
+                }
+            ),
         ]
     );
 }

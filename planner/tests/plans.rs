@@ -62,7 +62,10 @@ fn a_bloated_index_is_rebuilt_and_a_stale_view_refreshed() {
     );
     let events = planner.plan(&bloat, 100);
     // The bloated index is rebuilt; the slower queries on its table also get fresh statistics.
-    assert_eq!(templates(&events), ["pg.reindex_concurrently", "pg.analyze"]);
+    assert_eq!(
+        templates(&events),
+        ["pg.reindex_concurrently", "pg.analyze"]
+    );
     let event = &events[0];
     assert_eq!(
         event.params["index"],

@@ -6,12 +6,24 @@
 //! GPU on `telemetry.gpu`, keyed by GPU UUID; every other series goes to `telemetry.metrics` as
 //! one `MetricBatch` per entity, keyed by entity. A failed scrape or a malformed page is logged
 //! and counted, and the next scrape goes ahead.
+//!
+//! `collect postgres` queries a PostgreSQL server's statistics views on an interval
+//! ([`opsloop_connectors::collect::postgres`] lists the metrics) and publishes one
+//! `MetricBatch` per collection to `telemetry.metrics`, keyed by entity (`host:port/dbname`
+//! unless `--entity` names one). A failed collection (server down, query error, broker error)
+//! is logged and counted, and the next goes ahead; a lost connection is reopened. Only a
+//! connection string that cannot work (it does not parse, the password or database is wrong)
+//! stops it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use opsloop_connectors::Retry;
+use opsloop_connectors::collect::postgres::{
+    Collections, PostgresCollectError, PostgresCollector, PostgresCollectorConfig,
+};
 use opsloop_connectors::decode::{DCGM_FIELD_PREFIX, DcgmGpuDecoder, PrometheusTextDecoder};
 use opsloop_connectors::kafka::{KafkaSink, RecordWriter, SinkConfig};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat, topics};
@@ -29,6 +41,10 @@ enum CollectSource {
     /// Scrape a Prometheus endpoint (dcgm-exporter, node-exporter, ...) onto the telemetry
     /// topics.
     Prometheus(PrometheusArgs),
+    /// Collect a PostgreSQL server's statistics (connections, long queries and lock waits,
+    /// tables, indexes, materialized views, pg_stat_statements, replication) onto the
+    /// metrics topic.
+    Postgres(PostgresArgs),
 }
 
 #[derive(Debug, Args)]
@@ -57,10 +73,115 @@ struct PrometheusArgs {
     broker: BrokerArgs,
 }
 
+#[derive(Debug, Args)]
+struct PostgresArgs {
+    /// The server, as a libpq connection string ("host=db-1 user=opsloop dbname=app") or URL
+    /// (postgres://opsloop@db-1:5432/app); no TLS. The role needs pg_monitor to see every
+    /// backend.
+    #[arg(long, env = "OPSLOOP_POSTGRES_DSN", hide_env_values = true)]
+    dsn: String,
+    /// Time between collections (e.g. 5s, 1m).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Stop after this many collections; by default run until interrupted.
+    #[arg(long)]
+    collections: Option<u64>,
+    /// Collect only these groups: connections, activity, tables, indexes, matviews,
+    /// statements, replication (comma-separated); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Entity of the samples; by default host:port/dbname of the connection string.
+    #[arg(long)]
+    entity: Option<String>,
+    #[arg(long, default_value = topics::METRICS)]
+    metrics_topic: String,
+    #[command(flatten)]
+    broker: BrokerArgs,
+}
+
 pub(crate) async fn run(args: CollectArgs) -> anyhow::Result<()> {
     match args.source {
         CollectSource::Prometheus(args) => prometheus(args).await,
+        CollectSource::Postgres(args) => postgres(args).await,
     }
+}
+
+async fn postgres(args: PostgresArgs) -> anyhow::Result<()> {
+    let config = PostgresCollectorConfig {
+        dsn: args.dsn.clone(),
+        entity: args.entity.clone(),
+        interval_ms: u64::try_from(args.interval.as_millis()).unwrap_or(u64::MAX),
+        collections: if args.only.is_empty() {
+            Collections::default()
+        } else {
+            Collections::only(&args.only)?
+        },
+    };
+    let sink = KafkaSink::new(&args.broker.kafka_config()?, SinkConfig::default())?;
+    let codec = Codec::new(WireFormat::Confluent, Arc::new(SchemaRegistry::builtin()));
+    let mut writer = RecordWriter::new(sink, codec, 1_000);
+    let mut collector: Option<PostgresCollector> = None;
+    let entity = config.entity()?;
+    let mut ticks = tokio::time::interval(config.interval());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = 0u64;
+    let mut collection = 0u64;
+    while args.collections.is_none_or(|limit| collection < limit) {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        collection += 1;
+        let started = Instant::now();
+        let collected = collect_postgres(&config, &mut collector, &mut writer, &args).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match collected {
+            Ok(samples) => {
+                tracing::debug!(collection, samples, elapsed_ms, %entity, "collected");
+                println!(
+                    "collection {collection}: {samples} samples from {entity} in {elapsed_ms} ms"
+                );
+            }
+            Err(error) => {
+                // A connection string that never worked will not start working: stop.
+                let hopeless = collector.is_none()
+                    && error
+                        .downcast_ref::<PostgresCollectError>()
+                        .is_some_and(|e| e.retry() == Retry::Never);
+                if hopeless {
+                    return Err(error);
+                }
+                failures += 1;
+                tracing::warn!(collection, failures, %entity, "collection failed: {error:#}");
+                println!(
+                    "collection {collection} of {entity} failed ({failures} so far): {error:#}"
+                );
+            }
+        }
+    }
+    let delivered = writer.finish().await?;
+    println!(
+        "{collection} collections of {entity} ({failures} failed), {delivered} records published"
+    );
+    Ok(())
+}
+
+/// One collection: connects first when there is no collector yet, then publishes the batch;
+/// returns the number of samples.
+async fn collect_postgres(
+    config: &PostgresCollectorConfig,
+    collector: &mut Option<PostgresCollector>,
+    writer: &mut RecordWriter,
+    args: &PostgresArgs,
+) -> anyhow::Result<usize> {
+    let collector = match collector {
+        Some(collector) => collector,
+        None => collector.insert(PostgresCollector::connect(config).await?),
+    };
+    let now_us = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as i64;
+    let batch = collector.collect_once(now_us).await?;
+    writer.send(&args.metrics_topic, &batch).await?;
+    Ok(batch.samples.len())
 }
 
 async fn prometheus(args: PrometheusArgs) -> anyhow::Result<()> {

@@ -52,6 +52,22 @@ const BUILTIN_DETECTORS: &[(&str, &str)] = &[
         include_str!("../../../sql/db_latency_spike.sql"),
     ),
     ("gpu_thermal", include_str!("../../../sql/gpu_thermal.sql")),
+    (
+        "pg_index_bloat",
+        include_str!("../../../sql/pg_index_bloat.sql"),
+    ),
+    (
+        "pg_matview_stale",
+        include_str!("../../../sql/pg_matview_stale.sql"),
+    ),
+    (
+        "pg_runaway_query",
+        include_str!("../../../sql/pg_runaway_query.sql"),
+    ),
+    (
+        "pg_seq_scan_increase",
+        include_str!("../../../sql/pg_seq_scan_increase.sql"),
+    ),
 ];
 
 /// The stream tables the detectors read, as `opsloop run`'s default sources name them.

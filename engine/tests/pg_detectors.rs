@@ -1,0 +1,196 @@
+//! The PostgreSQL detectors of `sql/` (`pg_*.sql`) on the samples `opsloop collect postgres`
+//! writes: each fires on its fault, stays quiet on a healthy database, and names what is
+//! affected in the labels the planner reads (`table_name`, `index_name`, `matview`).
+
+mod detector_support;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use detector_support::{Sample, batch, db_metrics, parse_time};
+use opsloop_engine::detector::{Detector, DetectorOptions, DetectorPlan, session_context};
+use opsloop_schemas::ops::Alert;
+
+const SECOND: i64 = 1_000_000;
+
+/// The detector of `sql/{name}.sql`.
+fn detector(name: &str) -> Detector {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../sql")
+        .join(format!("{name}.sql"));
+    let sql = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let plan = DetectorPlan::from_sql(name, &sql, &session_context(), &[db_metrics()])
+        .unwrap_or_else(|e| panic!("{e}"));
+    Detector::new(Arc::new(plan), DetectorOptions::default()).expect("detector")
+}
+
+/// A sample `offset_s` seconds into the test's first 30-second window.
+fn at(entity: &str, name: &str, labels: &[(&str, &str)], value: f64, offset_s: i64) -> Sample {
+    let mut sample = Sample::new(
+        entity,
+        name,
+        value,
+        parse_time("2024-05-01T00:00:00Z") + offset_s * SECOND,
+    );
+    sample.labels = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    sample
+}
+
+/// Runs `samples` through `name` and closes every window they fall in.
+fn alerts(name: &str, samples: &[Sample]) -> Vec<Alert> {
+    let mut detector = detector(name);
+    detector.process_batch(&batch(samples)).expect("batch");
+    let results = detector
+        .on_watermark(parse_time("2024-05-01T01:00:00Z"))
+        .expect("fires");
+    let mut alerts: Vec<Alert> = results
+        .iter()
+        .flat_map(|result| result.alerts(0).expect("alerts"))
+        .collect();
+    alerts.sort_by(|a, b| (&a.entity, &a.labels).cmp(&(&b.entity, &b.labels)));
+    alerts
+}
+
+fn label<'a>(alert: &'a Alert, name: &str) -> &'a str {
+    alert.labels.get(name).map_or("", String::as_str)
+}
+
+#[test]
+fn seq_scan_increase_names_the_big_table_scanned_every_second() {
+    let orders = [("table", "public.orders")];
+    let lookups = [("table", "public.countries")];
+    let mut samples = Vec::new();
+    for (offset, scans, rows) in [(0, 0.2, 2_000.0), (5, 4.0, 400_000.0), (10, 5.0, 500_000.0)] {
+        samples.push(at("db-1", "pg_table_seq_scan_rate", &orders, scans, offset));
+        samples.push(at(
+            "db-1",
+            "pg_table_seq_tup_read_rate",
+            &orders,
+            rows,
+            offset,
+        ));
+        // Scanned often but small, and big but scanned once: both healthy.
+        samples.push(at("db-1", "pg_table_seq_scan_rate", &lookups, 50.0, offset));
+        samples.push(at(
+            "db-1",
+            "pg_table_seq_tup_read_rate",
+            &lookups,
+            9_000.0,
+            offset,
+        ));
+        samples.push(at("db-2", "pg_table_seq_scan_rate", &orders, 0.5, offset));
+        samples.push(at(
+            "db-2",
+            "pg_table_seq_tup_read_rate",
+            &orders,
+            1e6,
+            offset,
+        ));
+    }
+    let alerts = alerts("pg_seq_scan_increase", &samples);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let alert = &alerts[0];
+    assert_eq!(alert.entity, "db-1");
+    assert_eq!(alert.alert_type, "seq_scan_increase");
+    assert_eq!(label(alert, "table_name"), "public.orders");
+    assert_eq!(alert.evidence["seq_scans_per_s"], 5.0);
+    assert_eq!(alert.evidence["rows_read_per_s"], 500_000.0);
+    assert!((alert.score - 50.0).abs() < 1e-9, "{}", alert.score);
+    assert!((alert.severity - 0.7).abs() < 1e-9);
+    assert_eq!(alert.window_end_us - alert.window_start_us, 30 * SECOND);
+}
+
+#[test]
+fn index_bloat_fires_for_big_indexes_twice_the_size_they_need() {
+    let index = |name: &'static str| [("table", "public.events"), ("index", name)];
+    let mut samples = Vec::new();
+    for (name, ratio, bytes) in [
+        ("public.events_bloated", 9.5, 8.0 * 1_048_576.0),
+        ("public.events_fresh", 1.05, 8.0 * 1_048_576.0),
+        ("public.events_tiny", 4.0, 16_384.0),
+    ] {
+        samples.push(at("db-1", "pg_index_bloat_ratio", &index(name), ratio, 3));
+        samples.push(at("db-1", "pg_index_size_bytes", &index(name), bytes, 3));
+    }
+    let alerts = alerts("pg_index_bloat", &samples);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let alert = &alerts[0];
+    assert_eq!(alert.alert_type, "index_bloat_high");
+    assert_eq!(label(alert, "index_name"), "public.events_bloated");
+    assert_eq!(label(alert, "table_name"), "public.events");
+    assert_eq!(alert.evidence["bloat_ratio"], 9.5);
+    assert!((alert.score - 4.75).abs() < 1e-9, "{}", alert.score);
+}
+
+#[test]
+fn runaway_query_fires_on_a_long_query_or_a_lock_wait_that_lasts() {
+    let mut samples = Vec::new();
+    // db-1: a query running for 40 s.
+    for (offset, age) in [(0, 30.0), (5, 35.0), (10, 40.0)] {
+        samples.push(at("db-1", "pg_longest_query_seconds", &[], age, offset));
+        samples.push(at("db-1", "pg_blocked_backends", &[], 0.0, offset));
+    }
+    // db-2: short queries, but a backend blocked at every collection.
+    for offset in [0, 5, 10] {
+        samples.push(at("db-2", "pg_longest_query_seconds", &[], 8.0, offset));
+        samples.push(at("db-2", "pg_blocked_backends", &[], 1.0, offset));
+    }
+    // db-3: a lock wait seen once, and queries under the limit: healthy.
+    for (offset, blocked) in [(0, 0.0), (5, 2.0), (10, 0.0)] {
+        samples.push(at("db-3", "pg_longest_query_seconds", &[], 29.0, offset));
+        samples.push(at("db-3", "pg_blocked_backends", &[], blocked, offset));
+    }
+    let alerts = alerts("pg_runaway_query", &samples);
+    let entities: Vec<&str> = alerts.iter().map(|a| a.entity.as_str()).collect();
+    assert_eq!(entities, ["db-1", "db-2"], "{alerts:#?}");
+    assert!(alerts.iter().all(|a| a.alert_type == "runaway_query"));
+    assert!((alerts[0].score - 40.0 / 30.0).abs() < 1e-9);
+    assert_eq!(alerts[0].evidence["longest_query_s"], 40.0);
+    assert!((alerts[1].score - 1.0).abs() < 1e-9);
+    assert_eq!(alerts[1].evidence["blocked_backends"], 1.0);
+    assert!((alerts[0].severity - 0.8).abs() < 1e-9);
+}
+
+#[test]
+fn matview_stale_fires_on_changed_base_rows_or_an_unpopulated_view() {
+    let view = |name: &'static str| [("matview", name)];
+    let mut samples = Vec::new();
+    for (name, staleness, populated) in [
+        ("public.daily_sales", 5_000.0, 1.0),
+        ("public.fresh_view", 10.0, 1.0),
+        ("public.never_filled", 0.0, 0.0),
+    ] {
+        samples.push(at(
+            "db-1",
+            "pg_matview_staleness_rows",
+            &view(name),
+            staleness,
+            1,
+        ));
+        samples.push(at(
+            "db-1",
+            "pg_matview_populated",
+            &view(name),
+            populated,
+            1,
+        ));
+    }
+    let alerts = alerts("pg_matview_stale", &samples);
+    let views: Vec<&str> = alerts.iter().map(|a| label(a, "matview")).collect();
+    assert_eq!(
+        views,
+        ["public.daily_sales", "public.never_filled"],
+        "{alerts:#?}"
+    );
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a.alert_type == "materialized_view_stale")
+    );
+    assert!((alerts[0].score - 5.0).abs() < 1e-9);
+    assert_eq!(alerts[0].evidence["staleness_rows"], 5_000.0);
+    assert!((alerts[1].score - 1.0).abs() < 1e-9);
+}

@@ -5,10 +5,12 @@
 //! 2. Governance: not on the allow-list or invalid parameters -> SKIPPED, nothing runs.
 //! 3. PLANNED. If the event needs an approval, it waits for a correctly signed one
 //!    ([`Actuator::decide`]): APPROVED runs it, REJECTED ends it; a forged one is refused.
-//! 4. A rate-limit token and a concurrency slot; then impact assessment (the probe, target
+//! 4. Canary: of the events of one incident and template on several targets, the first runs
+//!    alone; the others wait for it and run only if it did not fail or roll back.
+//! 5. A rate-limit token and a concurrency slot; then impact assessment (the probe, target
 //!    saturation, whether acting can help): nothing to fix, saturated (unless emergency) or
 //!    dry run -> SKIPPED.
-//! 5. EXECUTED is written *before* the statement runs, so a restart never runs it twice; then
+//! 6. EXECUTED is written *before* the statement runs, so a restart never runs it twice; then
 //!    the statement, then after `settle_ms` the probe again: the primary metric down by
 //!    `min_improvement` -> VERIFIED; else the template's rollback runs -> ROLLED_BACK, or,
 //!    without one, FAILED. An error anywhere -> FAILED with the reason.
@@ -22,6 +24,7 @@ use opsloop_schemas::ops::{
     ActionOutcome, ActionStep, Approval, Decision, ParamValue, RemediationEvent, SeverityBand,
 };
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
 
 use crate::audit::AuditLog;
 use crate::governance::Governor;
@@ -61,6 +64,18 @@ pub struct Actuator {
     /// One operation at a time per table: two REINDEX CONCURRENTLY of one table's indexes
     /// deadlock each other.
     relations: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per (incident, template): the canary's target and its verdict once known.
+    canaries: Mutex<HashMap<String, (String, watch::Receiver<Option<bool>>)>>,
+}
+
+/// An event's part in its canary group.
+enum Canary {
+    /// The first: runs, then tells the others.
+    First(watch::Sender<Option<bool>>),
+    /// A later one: waits for the canary on that target.
+    Follower(String, watch::Receiver<Option<bool>>),
+    /// The canary's own redelivery.
+    Alone,
 }
 
 fn now_us() -> i64 {
@@ -96,6 +111,7 @@ impl Actuator {
             waiting: Mutex::new(HashMap::new()),
             early: Mutex::new(HashMap::new()),
             relations: Mutex::new(HashMap::new()),
+            canaries: Mutex::new(HashMap::new()),
         })
     }
 
@@ -255,7 +271,54 @@ impl Actuator {
         }
     }
 
+    fn canary(&self, event: &RemediationEvent) -> Canary {
+        let key = format!("{}/{}", event.incident_id, event.template);
+        let mut canaries = self
+            .canaries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match canaries.get(&key) {
+            Some((target, _)) if *target == event.target => Canary::Alone,
+            Some((target, verdict)) => Canary::Follower(target.clone(), verdict.clone()),
+            None => {
+                let (sender, receiver) = watch::channel(None);
+                canaries.insert(key, (event.target.clone(), receiver));
+                Canary::First(sender)
+            }
+        }
+    }
+
     async fn run(
+        &self,
+        event: &RemediationEvent,
+        template: &'static Template,
+    ) -> Result<(), ActuatorError> {
+        let canary = self.canary(event);
+        if let Canary::Follower(target, mut verdict) = canary {
+            let passed = verdict
+                .wait_for(Option::is_some)
+                .await
+                .map(|v| *v == Some(true))
+                .unwrap_or(false);
+            if !passed {
+                return self.note(
+                    event,
+                    ActionStep::Skipped,
+                    format!("the canary on {target} failed; not run on more targets"),
+                );
+            }
+            return self.run_governed(event, template).await;
+        }
+        let outcome = self.run_governed(event, template).await;
+        if let Canary::First(verdict) = canary {
+            let last = self.steps(&event.action_id).last().copied();
+            let passed = matches!(last, Some(ActionStep::Verified | ActionStep::Skipped));
+            verdict.send_replace(Some(passed));
+        }
+        outcome
+    }
+
+    async fn run_governed(
         &self,
         event: &RemediationEvent,
         template: &'static Template,

@@ -523,3 +523,101 @@ async fn a_restart_after_execution_verifies_and_never_runs_the_action_again() {
     );
     sleeping.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_runs_first_and_a_failed_one_stops_the_rest() {
+    let setup = Setup::start().await;
+    let db = setup.client().await;
+    db.batch_execute(
+        "CREATE TABLE c0 (x int); CREATE TABLE c1 (x int); CREATE TABLE c2 (x int);
+         INSERT INTO c0 SELECT generate_series(1, 100); INSERT INTO c1 SELECT generate_series(1, 100);
+         INSERT INTO c2 SELECT generate_series(1, 100);
+         SELECT pg_stat_force_next_flush();",
+    )
+    .await
+    .expect("tables");
+    db.batch_execute("SELECT 1").await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let mut config = setup.config();
+    // Target "broken" points at a port nobody listens on.
+    config.postgres.insert(
+        "broken".to_owned(),
+        "postgres://postgres@127.0.0.1:1/postgres".to_owned(),
+    );
+    let (actuator, mut outcomes) = setup.actuator(config);
+    let on = |action: &str, incident: &str, target: &str, table: &str| {
+        let mut event = event(action, "pg.analyze", &[("table", name(table))]);
+        event.incident_id = incident.to_owned();
+        event.target = target.to_owned();
+        event
+    };
+
+    // The canary on db-1 verifies; then db-2 and db-3 run.
+    let first = tokio::spawn({
+        let actuator = Arc::clone(&actuator);
+        let event = on("good-1", "fleet-a", "db-1", "c0");
+        async move { actuator.handle(event).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut rest = Vec::new();
+    for (action, target, table) in [("good-2", "db-2", "c1"), ("good-3", "db-3", "c2")] {
+        let actuator = Arc::clone(&actuator);
+        let event = on(action, "fleet-a", target, table);
+        rest.push(tokio::spawn(async move { actuator.handle(event).await }));
+    }
+    first.await.expect("task").expect("canary");
+    for task in rest {
+        task.await.expect("task").expect("follower");
+    }
+    let all = drain(&mut outcomes);
+    let executed: Vec<&str> = all
+        .iter()
+        .filter(|o| o.step == ActionStep::Executed)
+        .map(|o| o.action_id.as_str())
+        .collect();
+    assert_eq!(
+        executed.first(),
+        Some(&"good-1"),
+        "the canary went first: {executed:?}"
+    );
+    for action in ["good-1", "good-2", "good-3"] {
+        assert_eq!(
+            steps(&all, action).last(),
+            Some(&ActionStep::Verified),
+            "{action}: {all:#?}"
+        );
+    }
+
+    // The canary on "broken" fails: the others are skipped, never executed.
+    actuator
+        .handle(on("bad-1", "fleet-b", "broken", "c0"))
+        .await
+        .expect("canary");
+    for (action, target) in [("bad-2", "db-2"), ("bad-3", "db-3")] {
+        actuator
+            .handle(on(action, "fleet-b", target, "c1"))
+            .await
+            .expect("follower");
+    }
+    let all = drain(&mut outcomes);
+    assert_eq!(
+        steps(&all, "bad-1"),
+        [ActionStep::Planned, ActionStep::Failed],
+        "{all:#?}"
+    );
+    for action in ["bad-2", "bad-3"] {
+        assert_eq!(
+            steps(&all, action),
+            [ActionStep::Planned, ActionStep::Skipped]
+        );
+        let skipped = all
+            .iter()
+            .find(|o| o.action_id == action && o.step == ActionStep::Skipped)
+            .expect("skipped");
+        assert!(
+            skipped.detail.contains("canary on broken failed"),
+            "{}",
+            skipped.detail
+        );
+    }
+}

@@ -58,8 +58,8 @@ pub struct ReceivedRequest {
     pub body: String,
 }
 
-/// An HTTP server on a free loopback port that answers every request `200 OK` and keeps it.
-/// It stops with the test process.
+/// An HTTP server on a free loopback port that answers every request `200 OK` (with a fixed
+/// JSON body, if given) and keeps it. It stops with the test process.
 #[derive(Debug, Clone)]
 pub struct TestWebhook {
     address: SocketAddr,
@@ -68,13 +68,19 @@ pub struct TestWebhook {
 
 impl TestWebhook {
     pub fn start() -> Result<Self, HarnessError> {
+        Self::start_answering("")
+    }
+
+    /// A server that answers every request with `body` (as `application/json`).
+    pub fn start_answering(body: &str) -> Result<Self, HarnessError> {
+        let body = body.to_owned();
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let address = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&received);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                if let Ok(request) = serve(stream)
+                if let Ok(request) = serve(stream, &body)
                     && let Ok(mut all) = sink.lock()
                 {
                     all.push(request);
@@ -95,7 +101,7 @@ impl TestWebhook {
     }
 }
 
-fn serve(stream: TcpStream) -> std::io::Result<ReceivedRequest> {
+fn serve(stream: TcpStream, answer: &str) -> std::io::Result<ReceivedRequest> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
@@ -118,7 +124,11 @@ fn serve(stream: TcpStream) -> std::io::Result<ReceivedRequest> {
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
     let mut stream = stream;
-    stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+        answer.len()
+    )?;
     Ok(ReceivedRequest {
         method,
         path,

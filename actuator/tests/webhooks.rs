@@ -1,0 +1,150 @@
+//! The webhook executors against a real HTTP server: a retraining DAG run in Airflow's REST
+//! shape and a scale request in the Kubernetes scale subresource's shape, each verified by the
+//! receiver's answer and audited; an unreachable receiver fails after its retries.
+
+use std::collections::BTreeMap;
+
+use opsloop_actuator::{Actuator, ActuatorConfig};
+use opsloop_schemas::ops::{
+    ActionStep, ParamValue, RemediationEvent, RemediationKind, SeverityBand,
+};
+use opsloop_tests::TestWebhook;
+use tokio::sync::mpsc::unbounded_channel;
+
+fn event(action_id: &str, template: &str, params: &[(&str, ParamValue)]) -> RemediationEvent {
+    RemediationEvent {
+        action_id: action_id.to_owned(),
+        incident_id: format!("incident-{action_id}"),
+        kind: RemediationKind::Reactive,
+        band: SeverityBand::Emergency,
+        template: template.to_owned(),
+        params: params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect::<BTreeMap<_, _>>(),
+        target: "feature-store".to_owned(),
+        risk: 0.5,
+        approval_required: false,
+        rollback_template: None,
+        agent: "reliability".to_owned(),
+        rationale: String::new(),
+        created_us: 0,
+        deadline_us: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retraining_and_scaling_requests_reach_their_receivers() {
+    let airflow = TestWebhook::start().expect("airflow");
+    let kubernetes =
+        TestWebhook::start_answering(r#"{"spec": {"replicas": 3}}"#).expect("kubernetes");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = ActuatorConfig {
+        allow: vec!["webhook.retrain".to_owned(), "webhook.scale".to_owned()],
+        audit_log: dir.path().join("audit.jsonl"),
+        airflow_url: Some(airflow.url()),
+        kubernetes_url: Some(kubernetes.url()),
+        kubernetes_namespace: "ml".to_owned(),
+        rate_per_s: 100.0,
+        ..ActuatorConfig::default()
+    };
+    let (sender, mut outcomes) = unbounded_channel();
+    let actuator = Actuator::new(config, sender).expect("actuator");
+    let text = |v: &str| ParamValue::String(v.to_owned());
+    actuator
+        .handle(event(
+            "retrain-1",
+            "webhook.retrain",
+            &[
+                ("dag_id", text("retrain_ranker")),
+                ("model", text("ranker")),
+            ],
+        ))
+        .await
+        .expect("retrain");
+    actuator
+        .handle(event(
+            "scale-1",
+            "webhook.scale",
+            &[
+                ("deployment", text("feature_api")),
+                ("delta", ParamValue::Long(1)),
+            ],
+        ))
+        .await
+        .expect("scale");
+
+    let requests = airflow.received();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        (requests[0].method.as_str(), requests[0].path.as_str()),
+        ("POST", "/api/v1/dags/retrain_ranker/dagRuns")
+    );
+    let body: serde_json::Value = serde_json::from_str(&requests[0].body).expect("JSON");
+    assert_eq!(body["dag_run_id"], "opsloop-retrain-1");
+    assert_eq!(body["conf"]["model"], "ranker");
+    assert_eq!(body["conf"]["incident_id"], "incident-retrain-1");
+
+    let requests = kubernetes.received();
+    let path = "/apis/apps/v1/namespaces/ml/deployments/feature_api/scale";
+    let calls: Vec<(&str, &str)> = requests
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str()))
+        .collect();
+    assert_eq!(calls, [("GET", path), ("PATCH", path)]);
+    let patch: serde_json::Value = serde_json::from_str(&requests[1].body).expect("JSON");
+    assert_eq!(patch["spec"]["replicas"], 4, "3 + delta 1");
+
+    let mut steps = Vec::new();
+    while let Ok(outcome) = outcomes.try_recv() {
+        steps.push((outcome.action_id, outcome.step));
+    }
+    for action in ["retrain-1", "scale-1"] {
+        let of: Vec<ActionStep> = steps
+            .iter()
+            .filter(|(a, _)| a == action)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(
+            of,
+            [
+                ActionStep::Planned,
+                ActionStep::Executed,
+                ActionStep::Verified
+            ],
+            "{action}"
+        );
+    }
+
+    // Nobody listens: three attempts, then FAILED with the reason.
+    let dir = tempfile::tempdir().expect("dir");
+    let (sender, mut outcomes) = unbounded_channel();
+    let unreachable = Actuator::new(
+        ActuatorConfig {
+            allow: vec!["webhook.retrain".to_owned()],
+            audit_log: dir.path().join("audit.jsonl"),
+            airflow_url: Some("http://127.0.0.1:1".to_owned()),
+            ..ActuatorConfig::default()
+        },
+        sender,
+    )
+    .expect("actuator");
+    unreachable
+        .handle(event(
+            "retrain-2",
+            "webhook.retrain",
+            &[
+                ("dag_id", text("retrain_ranker")),
+                ("model", text("ranker")),
+            ],
+        ))
+        .await
+        .expect("handled");
+    let mut last = None;
+    while let Ok(outcome) = outcomes.try_recv() {
+        last = Some(outcome);
+    }
+    let last = last.expect("an outcome");
+    assert_eq!(last.step, ActionStep::Failed);
+    assert!(last.detail.contains("127.0.0.1:1"), "{}", last.detail);
+}

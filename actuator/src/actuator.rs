@@ -65,8 +65,11 @@ pub struct Actuator {
     /// deadlock each other.
     relations: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Per (incident, template): the canary's target and its verdict once known.
-    canaries: Mutex<HashMap<String, (String, watch::Receiver<Option<bool>>)>>,
+    canaries: Mutex<HashMap<String, CanaryGroup>>,
 }
+
+/// A canary group's first target and its verdict (`None` while it runs).
+type CanaryGroup = (String, watch::Receiver<Option<bool>>);
 
 /// An event's part in its canary group.
 enum Canary {

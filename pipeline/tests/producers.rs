@@ -1,9 +1,10 @@
 //! The producer commands users run, against a real broker: `opsloop publish`, `collect
 //! prometheus` (scraping a real HTTP endpoint) and `generate`.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,27 +17,8 @@ use opsloop_connectors::metrics::SourceMetrics;
 use opsloop_schemas::telemetry::{GpuSample, LogRecord, MetricBatch, MetricSample};
 use opsloop_schemas::{Codec, RecordKind, SchemaRegistry, WireFormat};
 use opsloop_tests::{TestBroker, unique_name};
+use support::{opsloop, succeeded};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn opsloop(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_opsloop"))
-            .args(&args)
-            .output()
-            .expect("opsloop runs")
-    })
-    .await
-    .expect("joined")
-}
-
-fn succeeded(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "opsloop failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 fn confluent() -> Codec {
     Codec::new(WireFormat::Confluent, Arc::new(SchemaRegistry::builtin()))

@@ -9,8 +9,9 @@
 //! - `--from` earliest, latest-N and a time; a missing topic is an empty table; a bad query
 //!   fails naming the query and DataFusion's reason.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +26,7 @@ use opsloop_schemas::{AvroRecord, Codec, SchemaRegistry, WireFormat};
 use opsloop_tests::{TestBroker, unique_name};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
+use support::{opsloop, succeeded};
 
 /// 2024-05-01T00:00:00Z in µs: "day 1"; day 2 starts a day later.
 const DAY1_US: i64 = 1_714_521_600_000_000;
@@ -66,28 +68,6 @@ impl Publisher {
             .await
             .expect("delivered");
     }
-}
-
-async fn opsloop(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_opsloop"))
-            .args(&args)
-            .env("OPSLOOP_LOG", "info")
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("opsloop runs")
-    })
-    .await
-    .expect("joined")
-}
-
-fn succeeded(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "opsloop failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// The four topics of one test, with `--topic` arguments naming them.

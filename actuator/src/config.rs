@@ -42,7 +42,9 @@ pub struct ActuatorConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VerifyConfig {
-    /// Wait after executing before measuring, milliseconds.
+    /// Wait after executing before measuring, milliseconds. PostgreSQL 15 flushes a busy
+    /// backend's statistics at most once a second, so under 1.5 s the after-window still sees
+    /// counts from before the action.
     pub settle_ms: u64,
     /// Length of the before and after windows of rate metrics, milliseconds.
     pub window_ms: u64,
@@ -75,7 +77,7 @@ impl Default for ActuatorConfig {
 impl Default for VerifyConfig {
     fn default() -> Self {
         VerifyConfig {
-            settle_ms: 1_000,
+            settle_ms: 2_000,
             window_ms: 3_000,
             min_improvement: 0.1,
         }

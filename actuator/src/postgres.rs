@@ -10,7 +10,7 @@
 //! dead_tuples; `pg.cancel_long_queries`/`pg.terminate_long_queries` long_queries;
 //! `pg.terminate_idle_sessions` idle_in_transaction; `pg.refresh_materialized_view` stale_rows
 //! (rows in the view and not in its query, or the reverse); `pg.create_index_advised`
-//! seq_scans_per_s (over the verification window); `pg.set_role_statement_timeout`
+//! seq_scan_share (sequential scans over all scans of the table in the verification window); `pg.set_role_statement_timeout`
 //! timeout_unset; `pg.terminate_role_sessions` role_sessions.
 
 use std::collections::BTreeMap;
@@ -181,15 +181,26 @@ pub async fn probe(
             "stale_rows"
         }
         "pg.create_index_advised" => {
+            // The share of the table's scans that read it whole, over the window: unlike a
+            // rate it does not move with the workload's throughput.
             let table = text(params, "table")?;
-            let seq_scans =
-                "SELECT seq_scan::float8 FROM pg_stat_user_tables WHERE relid = $1::text::regclass";
-            let first = scalar(client, seq_scans, &[&table]).await?;
+            let scans = "SELECT seq_scan::float8, coalesce(idx_scan, 0)::float8 \
+                         FROM pg_stat_user_tables WHERE relid = $1::text::regclass";
+            let first = client.query_one(scans, &[&table]).await?;
             tokio::time::sleep(Duration::from_millis(verify.window_ms)).await;
-            let second = scalar(client, seq_scans, &[&table]).await?;
-            let rate = (second - first) / (verify.window_ms.max(1) as f64 / 1000.0);
-            metrics.insert("seq_scans_per_s".to_owned(), rate);
-            "seq_scans_per_s"
+            let second = client.query_one(scans, &[&table]).await?;
+            let seq = second.get::<_, f64>(0) - first.get::<_, f64>(0);
+            let idx = second.get::<_, f64>(1) - first.get::<_, f64>(1);
+            let seconds = verify.window_ms.max(1) as f64 / 1000.0;
+            metrics.insert("seq_scans_per_s".to_owned(), seq / seconds);
+            metrics.insert("index_scans_per_s".to_owned(), idx / seconds);
+            let share = if seq + idx > 0.0 {
+                seq / (seq + idx)
+            } else {
+                0.0
+            };
+            metrics.insert("seq_scan_share".to_owned(), share);
+            "seq_scan_share"
         }
         "pg.set_role_statement_timeout" => {
             let role = text(params, "role")?;

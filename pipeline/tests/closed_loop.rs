@@ -234,7 +234,7 @@ audit_log = "{dir}/audit.jsonl"
 default_dsn = "{dsn}"
 rate_per_s = 5.0
 [actuator.verify]
-settle_ms = 1000
+settle_ms = 2000
 window_ms = 3000
 min_improvement = 0.5
 [metrics]

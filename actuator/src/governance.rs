@@ -135,7 +135,7 @@ impl TokenBucket {
 mod tests {
     use std::collections::BTreeMap;
 
-    use opsloop_schemas::ops::{ParamValue, RemediationKind, SeverityBand};
+    use opsloop_schemas::ops::ParamValue;
 
     use super::*;
 
@@ -155,25 +155,14 @@ mod tests {
     }
 
     fn event(template: &str, params: &[(&str, ParamValue)]) -> RemediationEvent {
-        RemediationEvent {
-            action_id: "a".to_owned(),
-            incident_id: "i".to_owned(),
-            kind: RemediationKind::Reactive,
-            band: SeverityBand::Corrective,
-            template: template.to_owned(),
-            params: params
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                .collect::<BTreeMap<_, _>>(),
-            target: "db-1".to_owned(),
-            risk: 0.1,
-            approval_required: false,
-            rollback_template: None,
-            agent: String::new(),
-            rationale: String::new(),
-            created_us: 0,
-            deadline_us: None,
-        }
+        let params = params.iter().map(|(k, v)| ((*k).to_owned(), v.clone()));
+        RemediationEvent::new(
+            "a",
+            "i",
+            template,
+            "db-1",
+            params.collect::<BTreeMap<_, _>>(),
+        )
     }
 
     #[test]

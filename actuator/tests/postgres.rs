@@ -10,8 +10,7 @@ use opsloop_actuator::approvals::sign;
 use opsloop_actuator::audit::AuditLog;
 use opsloop_actuator::{Actuator, ActuatorConfig, VerifyConfig};
 use opsloop_schemas::ops::{
-    ActionOutcome, ActionStep, Approval, Decision, ParamValue, RemediationEvent, RemediationKind,
-    SeverityBand,
+    ActionOutcome, ActionStep, Approval, Decision, ParamValue, RemediationEvent,
 };
 use opsloop_tests::TestPostgres;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
@@ -20,28 +19,22 @@ use tokio_postgres::Client;
 const KEY: &str = "test approval key";
 
 fn event(action_id: &str, template: &str, params: &[(&str, ParamValue)]) -> RemediationEvent {
-    RemediationEvent {
-        action_id: action_id.to_owned(),
-        incident_id: format!("incident-{action_id}"),
-        kind: RemediationKind::Reactive,
-        band: SeverityBand::Corrective,
-        template: template.to_owned(),
-        params: params
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
-        target: "db-1".to_owned(),
-        risk: 0.3,
-        approval_required: false,
-        rollback_template: opsloop_planner::templates::template(template)
-            .ok()
-            .and_then(|t| t.rollback)
-            .map(str::to_owned),
-        agent: "performance".to_owned(),
-        rationale: "test".to_owned(),
-        created_us: 0,
-        deadline_us: None,
-    }
+    let params = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    let mut event = RemediationEvent::new(
+        action_id,
+        format!("incident-{action_id}"),
+        template,
+        "db-1",
+        params,
+    );
+    event.rollback_template = opsloop_planner::templates::template(template)
+        .ok()
+        .and_then(|t| t.rollback)
+        .map(str::to_owned);
+    event
 }
 
 fn name(value: &str) -> ParamValue {

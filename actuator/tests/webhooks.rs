@@ -5,32 +5,24 @@
 use std::collections::BTreeMap;
 
 use opsloop_actuator::{Actuator, ActuatorConfig};
-use opsloop_schemas::ops::{
-    ActionStep, ParamValue, RemediationEvent, RemediationKind, SeverityBand,
-};
+use opsloop_schemas::ops::{ActionStep, ParamValue, RemediationEvent, SeverityBand};
 use opsloop_tests::TestWebhook;
 use tokio::sync::mpsc::unbounded_channel;
 
 fn event(action_id: &str, template: &str, params: &[(&str, ParamValue)]) -> RemediationEvent {
-    RemediationEvent {
-        action_id: action_id.to_owned(),
-        incident_id: format!("incident-{action_id}"),
-        kind: RemediationKind::Reactive,
-        band: SeverityBand::Emergency,
-        template: template.to_owned(),
-        params: params
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect::<BTreeMap<_, _>>(),
-        target: "feature-store".to_owned(),
-        risk: 0.5,
-        approval_required: false,
-        rollback_template: None,
-        agent: "reliability".to_owned(),
-        rationale: String::new(),
-        created_us: 0,
-        deadline_us: None,
-    }
+    let params = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect::<BTreeMap<_, _>>();
+    let mut event = RemediationEvent::new(
+        action_id,
+        format!("incident-{action_id}"),
+        template,
+        "feature-store",
+        params,
+    );
+    event.band = SeverityBand::Emergency;
+    event
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

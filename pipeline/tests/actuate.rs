@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opsloop_connectors::kafka::{KafkaSink, RecordWriter, SinkConfig};
-use opsloop_schemas::ops::{
-    ActionOutcome, ActionStep, ParamValue, RemediationEvent, RemediationKind, SeverityBand,
-};
+use opsloop_schemas::ops::{ActionOutcome, ActionStep, ParamValue, RemediationEvent};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
 use opsloop_tests::{TestBroker, TestPostgres, unique_name};
 use rdkafka::Message;
@@ -28,25 +26,19 @@ fn event(
     params: &[(&str, ParamValue)],
     gated: bool,
 ) -> RemediationEvent {
-    RemediationEvent {
-        action_id: action_id.to_owned(),
-        incident_id: format!("incident-{action_id}"),
-        kind: RemediationKind::Reactive,
-        band: SeverityBand::Corrective,
-        template: template.to_owned(),
-        params: params
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect::<BTreeMap<_, _>>(),
-        target: "db-1".to_owned(),
-        risk: 0.6,
-        approval_required: gated,
-        rollback_template: None,
-        agent: "performance".to_owned(),
-        rationale: "test".to_owned(),
-        created_us: 0,
-        deadline_us: None,
-    }
+    let params = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect::<BTreeMap<_, _>>();
+    let mut event = RemediationEvent::new(
+        action_id,
+        format!("incident-{action_id}"),
+        template,
+        "db-1",
+        params,
+    );
+    event.approval_required = gated;
+    event
 }
 
 /// The steps seen on the actions topic so far, per action.

@@ -171,6 +171,35 @@ pub struct RemediationEvent {
     pub deadline_us: Option<i64>,
 }
 
+impl RemediationEvent {
+    /// A reactive, corrective event of `template` on `target` with `params`, no approval,
+    /// no rollback, risk 0 and created at time 0; set the other fields as needed.
+    pub fn new(
+        action_id: impl Into<String>,
+        incident_id: impl Into<String>,
+        template: impl Into<String>,
+        target: impl Into<String>,
+        params: BTreeMap<String, ParamValue>,
+    ) -> Self {
+        RemediationEvent {
+            action_id: action_id.into(),
+            incident_id: incident_id.into(),
+            kind: RemediationKind::Reactive,
+            band: SeverityBand::Corrective,
+            template: template.into(),
+            params,
+            target: target.into(),
+            risk: 0.0,
+            approval_required: false,
+            rollback_template: None,
+            agent: String::new(),
+            rationale: String::new(),
+            created_us: 0,
+            deadline_us: None,
+        }
+    }
+}
+
 /// Approve or reject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -32,6 +32,8 @@ pub struct ActuatorConfig {
     pub airflow_url: Option<String>,
     pub kubernetes_url: Option<String>,
     pub kubernetes_namespace: String,
+    /// Where proactive maintenance and capacity-planning requests go.
+    pub tickets_url: Option<String>,
     /// A target with more active backends than this share of max_connections is saturated:
     /// only emergencies act on it.
     pub saturation: f64,
@@ -68,6 +70,7 @@ impl Default for ActuatorConfig {
             airflow_url: None,
             kubernetes_url: None,
             kubernetes_namespace: "default".to_owned(),
+            tickets_url: None,
             saturation: 0.9,
             verify: VerifyConfig::default(),
         }

@@ -7,6 +7,9 @@
 //! - `webhook.scale`: `GET .../namespaces/{ns}/deployments/{name}/scale`, then `PATCH` it
 //!   (`application/merge-patch+json`) to `spec.replicas + delta`, at least 0.
 //! - `webhook.failover`: `POST {kubernetes_url}/failover/{cluster}` with the action id.
+//! - `webhook.maintenance` and `webhook.capacity_plan` (proactive plans): `POST
+//!   {tickets_url}/maintenance` or `/capacity-plans` with the action id, the incident (forecast
+//!   cycle) and the parameters, for whatever tracks such requests.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -110,6 +113,41 @@ pub fn execute(
                 text("cluster")?
             );
             let body = serde_json::json!({"action_id": action_id}).to_string();
+            let status = with_retries(&url, || {
+                agent
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .send(body.as_str())
+                    .map(|r| r.status().as_u16())
+            })?;
+            accept(&url, status, &[])?;
+            Ok(format!("POST {url} (HTTP {status})"))
+        }
+        "webhook.maintenance" | "webhook.capacity_plan" => {
+            let kind = if template == "webhook.maintenance" {
+                "maintenance"
+            } else {
+                "capacity-plans"
+            };
+            let url = format!("{}/{kind}", base(&config.tickets_url, "tickets_url")?);
+            let params: BTreeMap<&str, serde_json::Value> = params
+                .iter()
+                .map(|(name, value)| {
+                    let value = match value {
+                        ParamValue::String(text) => serde_json::json!(text),
+                        ParamValue::Long(number) => serde_json::json!(number),
+                        ParamValue::Double(number) => serde_json::json!(number),
+                        ParamValue::Boolean(flag) => serde_json::json!(flag),
+                    };
+                    (name.as_str(), value)
+                })
+                .collect();
+            let body = serde_json::json!({
+                "action_id": action_id,
+                "incident_id": incident_id,
+                "params": params,
+            })
+            .to_string();
             let status = with_retries(&url, || {
                 agent
                     .post(&url)

@@ -210,6 +210,30 @@ pub const CATALOG: &[Template] = &[
         rollback: None,
     },
     Template {
+        id: "webhook.maintenance",
+        description: "Request a preventive-maintenance window for an entity within window_h hours",
+        executor: Executor::Webhook,
+        params: &[integer("window_h", 1, 168)],
+        risk: 0.1,
+        approval: ApprovalPolicy::Never,
+        rollback: None,
+    },
+    Template {
+        id: "webhook.capacity_plan",
+        description: "Open a capacity-planning request for a resource expected to run out within days",
+        executor: Executor::Webhook,
+        params: &[
+            ParamSpec {
+                name: "resource",
+                kind: ParamKind::Text { max_len: 100 },
+            },
+            integer("days", 1, 365),
+        ],
+        risk: 0.05,
+        approval: ApprovalPolicy::Never,
+        rollback: None,
+    },
+    Template {
         id: "webhook.failover",
         description: "Request a failover of a database cluster to its replica",
         executor: Executor::Webhook,

@@ -1,0 +1,13 @@
+//! Predictive operations: acting before anything breaks.
+//!
+//! - [`forecast`]: Holt-Winters forecasts of a windowed series, backtested with a rolling origin
+//!   against the naive seasonal forecast (MAPE, MASE), and time to exhaustion from a linear
+//!   trend;
+//! - [`risk`]: a logistic-regression failure-risk model over features of recent windows,
+//!   trained on the incident history (label: an incident within the horizon), versioned;
+//! - [`proactive`]: the seed's proactive rules (failure risk above 0.7, forecast p99 above the
+//!   SLA, next week's capacity demand above 80%) as remediation plans of kind PROACTIVE.
+
+pub mod forecast;
+pub mod proactive;
+pub mod risk;

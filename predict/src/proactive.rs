@@ -1,0 +1,194 @@
+//! The proactive rules (the seed's defaults, configurable) and the plans they make:
+//!
+//! | rule | fires when | plan | priority, act within |
+//! |---|---|---|---|
+//! | `failure_risk` | the risk model's score > 0.7 | `webhook.maintenance` (a window within 24 h) | high, 24 h |
+//! | `latency_sla` | forecast p99 for the next hour > 200 ms | `webhook.scale` +1 (the entity's deployment), else `webhook.capacity_plan` | medium, 1 h |
+//! | `capacity` | next week's demand > 80% of a resource | `webhook.capacity_plan` | low, 7 days |
+//!
+//! "Above" is strict: a value exactly at a threshold does not fire. Plans become remediation
+//! events of kind PROACTIVE, band PREVENTIVE, so they pass the same governance as reactive
+//! ones.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use opsloop_planner::templates::{ApprovalPolicy, template};
+use opsloop_schemas::ids::stable_id;
+use opsloop_schemas::ops::{ParamValue, RemediationEvent, RemediationKind, SeverityBand};
+use serde::Deserialize;
+
+/// The thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProactiveRules {
+    pub failure_risk: f64,
+    pub sla_p99_ms: f64,
+    pub capacity_share: f64,
+}
+
+impl Default for ProactiveRules {
+    fn default() -> Self {
+        ProactiveRules {
+            failure_risk: 0.7,
+            sla_p99_ms: 200.0,
+            capacity_share: 0.8,
+        }
+    }
+}
+
+/// What the forecasts and the risk model say about one entity.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outlook {
+    pub entity: String,
+    pub failure_risk: Option<f64>,
+    /// The highest forecast p99 latency over the next hour, ms.
+    pub forecast_p99_ms: Option<f64>,
+    /// Per resource (storage, connections, gpu_memory): the highest forecast share of its
+    /// limit over the next week.
+    pub capacity_share: BTreeMap<String, f64>,
+    /// The deployment serving the entity, when scaling it is possible.
+    pub deployment: Option<String>,
+    pub model_version: Option<String>,
+}
+
+/// How urgent a proactive plan is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    High,
+    Medium,
+    Low,
+}
+
+/// One plan a rule made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProactivePlan {
+    pub rule: &'static str,
+    pub priority: Priority,
+    pub act_within: Duration,
+    pub template: &'static str,
+    pub params: BTreeMap<String, ParamValue>,
+    pub reason: String,
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// The plans `outlook` calls for under `rules`.
+pub fn evaluate(rules: &ProactiveRules, outlook: &Outlook) -> Vec<ProactivePlan> {
+    let mut plans = Vec::new();
+    if let Some(risk) = outlook.failure_risk
+        && risk > rules.failure_risk
+    {
+        plans.push(ProactivePlan {
+            rule: "failure_risk",
+            priority: Priority::High,
+            act_within: 24 * HOUR,
+            template: "webhook.maintenance",
+            params: BTreeMap::from([("window_h".to_owned(), ParamValue::Long(24))]),
+            reason: format!(
+                "failure risk {risk:.2} above {:.2} (model {})",
+                rules.failure_risk,
+                outlook.model_version.as_deref().unwrap_or("unknown")
+            ),
+        });
+    }
+    if let Some(p99) = outlook.forecast_p99_ms
+        && p99 > rules.sla_p99_ms
+    {
+        let reason = format!(
+            "p99 forecast for the next hour {p99:.0} ms above the {:.0} ms SLA",
+            rules.sla_p99_ms
+        );
+        let (template, params) = match &outlook.deployment {
+            Some(deployment) => (
+                "webhook.scale",
+                BTreeMap::from([
+                    (
+                        "deployment".to_owned(),
+                        ParamValue::String(deployment.clone()),
+                    ),
+                    ("delta".to_owned(), ParamValue::Long(1)),
+                ]),
+            ),
+            None => (
+                "webhook.capacity_plan",
+                BTreeMap::from([
+                    (
+                        "resource".to_owned(),
+                        ParamValue::String("query capacity".to_owned()),
+                    ),
+                    ("days".to_owned(), ParamValue::Long(1)),
+                ]),
+            ),
+        };
+        plans.push(ProactivePlan {
+            rule: "latency_sla",
+            priority: Priority::Medium,
+            act_within: HOUR,
+            template,
+            params,
+            reason,
+        });
+    }
+    for (resource, share) in &outlook.capacity_share {
+        if *share > rules.capacity_share {
+            plans.push(ProactivePlan {
+                rule: "capacity",
+                priority: Priority::Low,
+                act_within: 7 * 24 * HOUR,
+                template: "webhook.capacity_plan",
+                params: BTreeMap::from([
+                    ("resource".to_owned(), ParamValue::String(resource.clone())),
+                    ("days".to_owned(), ParamValue::Long(7)),
+                ]),
+                reason: format!(
+                    "{resource} demand next week at {:.0}% of its limit, above {:.0}%",
+                    share * 100.0,
+                    rules.capacity_share * 100.0
+                ),
+            });
+        }
+    }
+    plans
+}
+
+/// `plan` for `entity` as a PROACTIVE remediation event made at `now_us`; its action id is
+/// stable per (entity, rule, template, parameters, forecast cycle `cycle_id`).
+pub fn to_event(
+    plan: &ProactivePlan,
+    entity: &str,
+    cycle_id: &str,
+    now_us: i64,
+) -> RemediationEvent {
+    let params_text = format!("{:?}", plan.params);
+    let action_id = stable_id(&[
+        entity.as_bytes(),
+        plan.rule.as_bytes(),
+        plan.template.as_bytes(),
+        params_text.as_bytes(),
+        cycle_id.as_bytes(),
+    ]);
+    let mut event = RemediationEvent::new(
+        action_id,
+        format!("forecast-{cycle_id}"),
+        plan.template,
+        entity,
+        plan.params.clone(),
+    );
+    event.kind = RemediationKind::Proactive;
+    event.band = SeverityBand::Preventive;
+    if let Ok(template) = template(plan.template) {
+        event.risk = template.risk;
+        event.approval_required = template.approval != ApprovalPolicy::Never;
+        event.rollback_template = template.rollback.map(str::to_owned);
+    }
+    event.agent = "reliability".to_owned();
+    event.rationale = format!(
+        "{} ({:?} priority): {}",
+        plan.rule, plan.priority, plan.reason
+    );
+    event.created_us = now_us;
+    event.deadline_us =
+        Some(now_us.saturating_add(i64::try_from(plan.act_within.as_micros()).unwrap_or(i64::MAX)));
+    event
+}

@@ -6,8 +6,13 @@
 //! - [`risk`]: a logistic-regression failure-risk model over features of recent windows,
 //!   trained on the incident history (label: an incident within the horizon), versioned;
 //! - [`proactive`]: the seed's proactive rules (failure risk above 0.7, forecast p99 above the
-//!   SLA, next week's capacity demand above 80%) as remediation plans of kind PROACTIVE.
+//!   SLA, next week's capacity demand above 80%) as remediation plans of kind PROACTIVE;
+//! - [`Predictor`]: the cycle that ties them together and reports (cycle id, time, failures
+//!   detected, operations executed, success rate, models updated).
 
 pub mod forecast;
+mod predictor;
 pub mod proactive;
 pub mod risk;
+
+pub use predictor::{CapacityResource, Cycle, CycleReport, Predictor, PredictorConfig};

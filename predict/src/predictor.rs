@@ -33,6 +33,8 @@ pub struct CapacityResource {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PredictorConfig {
+    /// Event time between two cycles, seconds.
+    pub cycle_interval_s: i64,
     pub rules: ProactiveRules,
     pub window_s: i64,
     pub history_points: usize,
@@ -49,6 +51,7 @@ pub struct PredictorConfig {
 impl Default for PredictorConfig {
     fn default() -> Self {
         PredictorConfig {
+            cycle_interval_s: 300,
             rules: ProactiveRules::default(),
             window_s: 300,
             history_points: 2016,
@@ -106,6 +109,7 @@ pub struct Predictor {
     failures_since: u64,
     executed_since: u64,
     verified_since: u64,
+    last_cycle_us: Option<i64>,
 }
 
 impl Predictor {
@@ -121,7 +125,21 @@ impl Predictor {
             failures_since: 0,
             executed_since: 0,
             verified_since: 0,
+            last_cycle_us: None,
         }
+    }
+
+    /// Whether a cycle is due at event time `now_us` (`cycle_interval_s` after the last).
+    pub fn due(&self, now_us: i64) -> bool {
+        self.last_cycle_us.is_none_or(|last| {
+            now_us >= last.saturating_add(self.config.cycle_interval_s * 1_000_000)
+        })
+    }
+
+    /// Whether `metric` feeds a forecast.
+    pub fn wants(&self, metric: &str) -> bool {
+        metric == self.config.latency_metric
+            || self.config.capacity.iter().any(|c| c.metric == metric)
     }
 
     pub fn model(&self) -> Option<&RiskModel> {
@@ -130,10 +148,10 @@ impl Predictor {
 
     /// One sample of `metric` for `entity`; metrics nobody forecasts are ignored.
     pub fn observe(&mut self, entity: &str, metric: &str, time_us: i64, value: f64) {
-        let latency = metric == self.config.latency_metric;
-        if !latency && !self.config.capacity.iter().any(|c| c.metric == metric) {
+        if !self.wants(metric) {
             return;
         }
+        let latency = metric == self.config.latency_metric;
         let window = self.config.window_s.max(1) * 1_000_000;
         let bucket = time_us.div_euclid(window) * window;
         let series = self
@@ -170,6 +188,7 @@ impl Predictor {
     /// Forecasts, scores, plans and reports as of `now_us`.
     pub fn cycle(&mut self, now_us: i64) -> Cycle {
         self.cycles += 1;
+        self.last_cycle_us = Some(now_us);
         let cycle_id = format!("cycle-{}-{now_us}", self.cycles);
         let mut models_updated = Vec::new();
         self.label(now_us);

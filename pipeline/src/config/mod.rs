@@ -32,6 +32,9 @@ pub(crate) struct RunConfig {
     #[serde(default)]
     pub(crate) notifications: NotifySection,
     pub(crate) planner: PlannerSection,
+    /// Forecasts, failure risk and proactive plans; every key has a default.
+    #[serde(default)]
+    pub(crate) predict: opsloop_predict::PredictorConfig,
 }
 
 /// `[planner]`: incidents -> remediation events, learning from the actions' outcomes.

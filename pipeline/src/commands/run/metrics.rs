@@ -3,6 +3,7 @@
 
 use opsloop_correlator::CorrelatorStatus;
 use opsloop_engine::runtime::{EngineStatus, Output};
+use opsloop_predict::CycleReport;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -178,5 +179,66 @@ impl CorrelatorMetrics {
         self.late.set(gauge(counters.late));
         self.duplicates.set(gauge(counters.duplicates));
         self.silenced.set(gauge(counters.silenced_notifications));
+    }
+}
+
+/// The closed-loop cycle report of the last predictive cycle, and running totals.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CycleMetrics {
+    cycles: Counter,
+    failures_detected: Gauge,
+    operations_executed: Gauge,
+    success_rate: Gauge<f64, std::sync::atomic::AtomicU64>,
+    models_updated: Counter,
+    proactive_plans: Counter,
+}
+
+impl CycleMetrics {
+    pub(super) fn register(registry: &mut Registry) -> Self {
+        let metrics = CycleMetrics::default();
+        registry.register(
+            "opsloop_cycles",
+            "Predictive cycles run",
+            metrics.cycles.clone(),
+        );
+        registry.register(
+            "opsloop_cycle_failures_detected",
+            "Incidents opened during the last cycle",
+            metrics.failures_detected.clone(),
+        );
+        registry.register(
+            "opsloop_cycle_operations_executed",
+            "Actions that finished (verified, rolled back, failed) during the last cycle",
+            metrics.operations_executed.clone(),
+        );
+        registry.register(
+            "opsloop_cycle_success_rate",
+            "Verified over finished actions in the last cycle (NaN when none)",
+            metrics.success_rate.clone(),
+        );
+        registry.register(
+            "opsloop_models_updated",
+            "Failure-risk models trained",
+            metrics.models_updated.clone(),
+        );
+        registry.register(
+            "opsloop_proactive_plans",
+            "Proactive remediation events planned",
+            metrics.proactive_plans.clone(),
+        );
+        metrics
+    }
+
+    pub(super) fn record(&self, report: &CycleReport) {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.cycles.inc();
+        self.failures_detected.set(gauge(report.failures_detected));
+        self.operations_executed
+            .set(gauge(report.operations_executed));
+        self.success_rate
+            .set(report.success_rate.unwrap_or(f64::NAN));
+        self.models_updated
+            .inc_by(report.models_updated.len() as u64);
+        self.proactive_plans.inc_by(report.proactive_plans as u64);
     }
 }

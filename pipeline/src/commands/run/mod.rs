@@ -40,13 +40,14 @@ use opsloop_engine::runtime::{Engine, Output};
 use opsloop_engine::time::PartitionId;
 use opsloop_planner::learning::Learner;
 use opsloop_planner::{Planner, PlannerConfig};
-use opsloop_schemas::ops::{ActionOutcome, ActionStep, Incident};
+use opsloop_predict::Predictor;
+use opsloop_schemas::ops::{ActionOutcome, ActionStep, Incident, IncidentState};
 use opsloop_schemas::telemetry::{FeatureSample, GpuSample, LogRecord};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
-use self::metrics::{CorrelatorMetrics, EngineMetrics};
+use self::metrics::{CorrelatorMetrics, CycleMetrics, EngineMetrics};
 use crate::config::{RunConfig, SourceEncoding, SourceFormat, SourceSection, default_config_text};
 use crate::metrics_endpoint;
 use crate::notify::{Notifier, NotifyMetrics};
@@ -129,6 +130,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     let connector_metrics = ConnectorMetrics::register(&mut registry);
     let engine_metrics = EngineMetrics::register(&mut registry);
     let correlator_metrics = CorrelatorMetrics::register(&mut registry);
+    let cycle_metrics = CycleMetrics::register(&mut registry);
     let notifier = Notifier::start(
         &config.notifications,
         NotifyMetrics::register(&mut registry),
@@ -202,6 +204,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         incident_versions: 0,
         planner,
         planned: HashMap::new(),
+        predictor: Predictor::new(config.predict.clone()),
+        cycle_metrics,
     };
     let outcome = state.run(received, outcomes).await;
     // Stop the readers and the endpoint whatever happened, then checkpoint what was done.
@@ -417,6 +421,8 @@ struct Loop<'a> {
     planner: Planner,
     /// Planned action id -> the failure type it answers (what the learner learns per).
     planned: HashMap<String, String>,
+    predictor: Predictor,
+    cycle_metrics: CycleMetrics,
 }
 
 impl Loop<'_> {
@@ -495,6 +501,7 @@ impl Loop<'_> {
         let output = self
             .engine
             .process(table, &batch.rows, &partitions, Instant::now())?;
+        self.feed_predictor(&batch.rows);
         self.covered[index].merge(&batch.offsets);
         self.publish(output).await
     }
@@ -530,6 +537,10 @@ impl Loop<'_> {
                     .send(&self.config.incidents.topic, incident)
                     .await?;
                 self.plan(incident).await?;
+                if incident.state == IncidentState::Open {
+                    self.predictor
+                        .incident_opened(&incident.entity, incident.opened_us);
+                }
             }
             self.incident_versions += emitted.versions.len();
             for notification in emitted.notifications {
@@ -537,6 +548,67 @@ impl Loop<'_> {
             }
         }
         self.correlator_metrics.status(&self.correlator.status());
+        if let Some(watermark) = self.engine.status().watermark_us
+            && self.predictor.due(watermark)
+        {
+            self.predict(watermark).await?;
+        }
+        Ok(())
+    }
+
+    /// The samples of the metrics the predictor forecasts, from a metric-samples batch.
+    fn feed_predictor(&mut self, rows: &arrow::record_batch::RecordBatch) {
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
+        let column = |name: &str| rows.column_by_name(name);
+        let (Some(entity), Some(name), Some(value), Some(time)) = (
+            column("entity"),
+            column("name"),
+            column("value"),
+            column("time"),
+        ) else {
+            return;
+        };
+        let (Some(entity), Some(name), Some(value), Some(time)) = (
+            entity.as_string_opt::<i32>(),
+            name.as_string_opt::<i32>(),
+            value.as_primitive_opt::<Float64Type>(),
+            time.as_primitive_opt::<TimestampMicrosecondType>(),
+        ) else {
+            return;
+        };
+        for row in 0..rows.num_rows() {
+            if name.is_null(row) || !self.predictor.wants(name.value(row)) {
+                continue;
+            }
+            self.predictor.observe(
+                entity.value(row),
+                name.value(row),
+                time.value(row),
+                value.value(row),
+            );
+        }
+    }
+
+    /// One predictive cycle at event time `now_us`: proactive plans to the planner's topic,
+    /// the cycle report to the log and the metrics.
+    async fn predict(&mut self, now_us: i64) -> anyhow::Result<()> {
+        let cycle = self.predictor.cycle(now_us);
+        let report = &cycle.report;
+        tracing::info!(
+            cycle_id = %report.cycle_id,
+            failures_detected = report.failures_detected,
+            operations_executed = report.operations_executed,
+            success_rate = ?report.success_rate,
+            models_updated = ?report.models_updated,
+            proactive_plans = report.proactive_plans,
+            "predictive cycle"
+        );
+        self.cycle_metrics.record(report);
+        for event in &cycle.events {
+            tracing::info!(action_id = %event.action_id, template = %event.template, target = %event.target, rationale = %event.rationale, "proactive plan");
+            self.alerts.send(&self.config.planner.topic, event).await?;
+        }
         Ok(())
     }
 
@@ -572,6 +644,8 @@ impl Loop<'_> {
                 }
             }
             ActionStep::Verified | ActionStep::RolledBack | ActionStep::Failed => {
+                self.predictor
+                    .action_executed(outcome.step == ActionStep::Verified);
                 if let Some(failure_type) = self.planned.get(&outcome.action_id) {
                     let success = outcome.step == ActionStep::Verified;
                     self.planner

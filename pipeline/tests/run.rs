@@ -7,6 +7,7 @@
 //! - Two instances in one consumer group emit the same alerts and incidents as one instance.
 //! - The correlator's incidents reach their topic, a real Alertmanager (grouped by its
 //!   route) and a webhook, the same versions everywhere.
+//! - The predictive cycle's proactive plans reach the remediation topic.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,8 +17,8 @@ use std::time::Duration;
 
 use opsloop_connectors::generate::{FaultSpec, Fleet, FleetConfig};
 use opsloop_connectors::kafka::{KafkaSink, RecordWriter, SinkConfig};
-use opsloop_schemas::ops::{Alert, Incident, IncidentState};
-use opsloop_schemas::telemetry::MetricBatch;
+use opsloop_schemas::ops::{Alert, Incident, IncidentState, RemediationEvent, RemediationKind};
+use opsloop_schemas::telemetry::{MetricBatch, MetricSample};
 use opsloop_schemas::{AvroRecord, Codec, SchemaRegistry, WireFormat};
 use opsloop_tests::{TestAlertmanager, TestBroker, TestWebhook, unique_name};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -748,4 +749,78 @@ async fn incidents_reach_their_topic_an_alertmanager_and_a_webhook() {
         !open.is_empty(),
         "some incident is still open at the end of the run"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proactive_plans_reach_the_remediation_topic() {
+    let broker = TestBroker::start().await.expect("broker");
+    let topics = topics(&broker).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let alerts_topic = broker
+        .create_topic("alerts-predict", PARTITIONS)
+        .await
+        .expect("topic");
+    let checkpoints = dir.path().join("checkpoints");
+    // Storage growing 1 GB a minute towards a 1,000 GB limit: out within hours, so next week's
+    // demand is past 80% and the capacity rule plans at every cycle.
+    let start_us = 1_795_000_000_000_000i64;
+    let batches: Vec<Vec<MetricBatch>> = (0..180)
+        .map(|tick| {
+            let time_us = start_us + tick * 10_000_000;
+            vec![MetricBatch {
+                entity: "db-grow".to_owned(),
+                source: "test".to_owned(),
+                samples: vec![MetricSample {
+                    name: "db_storage_gb".to_owned(),
+                    labels: BTreeMap::new(),
+                    value: 700.0 + tick as f64 / 6.0,
+                    time_us,
+                }],
+            }]
+        })
+        .collect();
+    let setup = RunSetup {
+        extra: "[predict]\ncycle_interval_s = 60\nwindow_s = 60\n\n[[predict.capacity]]\n\
+                resource = \"storage\"\nmetric = \"db_storage_gb\"\nlimit = 1000.0\n"
+            .to_owned(),
+        ..run_setup(
+            &broker,
+            &topics,
+            unique_name("predict"),
+            &alerts_topic,
+            &checkpoints,
+        )
+    };
+    publish(&broker, &topics.metrics, &batches).await;
+    let instance = Instance::start(&setup, dir.path()).await;
+    instance
+        .wait_for("opsloop_watermark_ms", final_watermark_ms(&batches) as f64)
+        .await;
+    instance
+        .wait_for("opsloop_proactive_plans_total", 1.0)
+        .await;
+    instance.terminate().await;
+
+    let events: Vec<RemediationEvent> = read_records(&broker, &topics.remediation);
+    let proactive: Vec<&RemediationEvent> = events
+        .iter()
+        .filter(|e| e.kind == RemediationKind::Proactive)
+        .collect();
+    assert!(!proactive.is_empty(), "{events:#?}");
+    for event in &proactive {
+        assert_eq!(
+            (event.template.as_str(), event.target.as_str()),
+            ("webhook.capacity_plan", "db-grow")
+        );
+        assert!(
+            event.incident_id.starts_with("forecast-cycle-"),
+            "{}",
+            event.incident_id
+        );
+        assert!(
+            event.rationale.starts_with("capacity"),
+            "{}",
+            event.rationale
+        );
+    }
 }

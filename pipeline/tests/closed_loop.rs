@@ -132,6 +132,7 @@ async fn faults_on_a_real_postgres_are_detected_remediated_verified_and_audited(
         "remediation",
         "actions",
         "approvals",
+        "cycles",
         "deadletter",
     ] {
         topics.insert(name, broker.create_topic(name, 1).await.expect("topic"));
@@ -202,6 +203,8 @@ group_interval = "10s"
 topic = "{remediation}"
 actions_topic = "{actions}"
 learning_state = "{dir}/learning.json"
+[predict]
+report_topic = "{cycles}"
 "#,
             brokers = broker.bootstrap(),
             group = unique_name("loop"),
@@ -212,6 +215,7 @@ learning_state = "{dir}/learning.json"
             deadletter = topics["deadletter"],
             remediation = topics["remediation"],
             actions = topics["actions"],
+            cycles = topics["cycles"],
             dir = dir.path().display(),
         ),
     )

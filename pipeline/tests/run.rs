@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use opsloop_connectors::generate::{FaultSpec, Fleet, FleetConfig};
 use opsloop_connectors::kafka::{KafkaSink, RecordWriter, SinkConfig};
-use opsloop_schemas::ops::{Alert, Incident, IncidentState, RemediationEvent, RemediationKind};
+use opsloop_schemas::ops::{
+    Alert, CycleReport, Incident, IncidentState, RemediationEvent, RemediationKind,
+};
 use opsloop_schemas::telemetry::{MetricBatch, MetricSample};
 use opsloop_schemas::{AvroRecord, Codec, SchemaRegistry, WireFormat};
 use opsloop_tests::{TestAlertmanager, TestBroker, TestWebhook, unique_name};
@@ -87,6 +89,7 @@ struct RunSetup<'a> {
     alerts_topic: &'a str,
     incidents_topic: &'a str,
     remediation_topic: &'a str,
+    cycles_topic: &'a str,
     deadletter_topic: &'a str,
     checkpoint_dir: &'a Path,
     /// More TOML, appended (e.g. `[notifications]`).
@@ -109,6 +112,7 @@ fn run_setup<'a>(
         alerts_topic,
         incidents_topic: &topics.incidents,
         remediation_topic: &topics.remediation,
+        cycles_topic: &topics.cycles,
         deadletter_topic: &topics.deadletter,
         checkpoint_dir,
         extra: String::new(),
@@ -165,6 +169,8 @@ topic = "{deadletter}"
 [metrics]
 listen = "127.0.0.1:0"
 
+[predict]
+report_topic = "{cycles}"
 {extra}
 "#,
             brokers = self.broker.bootstrap(),
@@ -175,6 +181,7 @@ listen = "127.0.0.1:0"
             alerts = self.alerts_topic,
             incidents = self.incidents_topic,
             remediation = self.remediation_topic,
+            cycles = self.cycles_topic,
             learning = self.checkpoint_dir.join("learning.json").display(),
             deadletter = self.deadletter_topic,
             extra = self.extra,
@@ -381,6 +388,7 @@ struct Topics {
     gpu: String,
     incidents: String,
     remediation: String,
+    cycles: String,
     deadletter: String,
 }
 
@@ -399,6 +407,10 @@ async fn topics(broker: &TestBroker) -> Topics {
             .create_topic("remediation", PARTITIONS)
             .await
             .expect("remediation topic"),
+        cycles: broker
+            .create_topic("cycles", PARTITIONS)
+            .await
+            .expect("cycles topic"),
         deadletter: broker
             .create_topic("deadletter", 1)
             .await
@@ -780,7 +792,8 @@ async fn proactive_plans_reach_the_remediation_topic() {
         })
         .collect();
     let setup = RunSetup {
-        extra: "[predict]\ncycle_interval_s = 60\nwindow_s = 60\n\n[[predict.capacity]]\n\
+        // Keys of the [predict] table the configuration ends with.
+        extra: "cycle_interval_s = 60\nwindow_s = 60\n\n[[predict.capacity]]\n\
                 resource = \"storage\"\nmetric = \"db_storage_gb\"\nlimit = 1000.0\n"
             .to_owned(),
         ..run_setup(
@@ -801,6 +814,11 @@ async fn proactive_plans_reach_the_remediation_topic() {
         .await;
     instance.terminate().await;
 
+    let reports: Vec<CycleReport> = read_records(&broker, &topics.cycles);
+    assert!(
+        reports.iter().any(|r| r.proactive_plans > 0),
+        "the cycle reports count the plans: {reports:#?}"
+    );
     let events: Vec<RemediationEvent> = read_records(&broker, &topics.remediation);
     let proactive: Vec<&RemediationEvent> = events
         .iter()

@@ -15,4 +15,4 @@ mod predictor;
 pub mod proactive;
 pub mod risk;
 
-pub use predictor::{CapacityResource, Cycle, CycleReport, Predictor, PredictorConfig};
+pub use predictor::{CapacityResource, Cycle, Predictor, PredictorConfig};

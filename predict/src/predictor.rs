@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use opsloop_schemas::ops::RemediationEvent;
+use opsloop_schemas::ops::{CycleReport, RemediationEvent};
 use serde::Deserialize;
 
 use crate::forecast::{holt_winters, time_to_exhaustion};
@@ -35,6 +35,8 @@ pub struct CapacityResource {
 pub struct PredictorConfig {
     /// Event time between two cycles, seconds.
     pub cycle_interval_s: i64,
+    /// Where each cycle's report goes (ops.cycles).
+    pub report_topic: String,
     pub rules: ProactiveRules,
     pub window_s: i64,
     pub history_points: usize,
@@ -52,6 +54,7 @@ impl Default for PredictorConfig {
     fn default() -> Self {
         PredictorConfig {
             cycle_interval_s: 300,
+            report_topic: opsloop_schemas::topics::CYCLES.to_owned(),
             rules: ProactiveRules::default(),
             window_s: 300,
             history_points: 2016,
@@ -63,21 +66,6 @@ impl Default for PredictorConfig {
             deployments: BTreeMap::new(),
         }
     }
-}
-
-/// The seed's closed-loop cycle report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CycleReport {
-    pub cycle_id: String,
-    pub time_us: i64,
-    /// Incidents opened since the previous cycle.
-    pub failures_detected: u64,
-    pub operations_executed: u64,
-    /// Verified over executed, since the previous cycle (`None` when nothing ran).
-    pub success_rate: Option<f64>,
-    /// Versions of the models trained in this cycle.
-    pub models_updated: Vec<String>,
-    pub proactive_plans: usize,
 }
 
 /// What one cycle produced.
@@ -106,9 +94,9 @@ pub struct Predictor {
     examples: Vec<Example>,
     model: Option<RiskModel>,
     cycles: u64,
-    failures_since: u64,
-    executed_since: u64,
-    verified_since: u64,
+    failures_since: i64,
+    executed_since: i64,
+    verified_since: i64,
     last_cycle_us: Option<i64>,
 }
 
@@ -182,7 +170,7 @@ impl Predictor {
 
     pub fn action_executed(&mut self, verified: bool) {
         self.executed_since += 1;
-        self.verified_since += u64::from(verified);
+        self.verified_since += i64::from(verified);
     }
 
     /// Forecasts, scores, plans and reports as of `now_us`.
@@ -227,7 +215,7 @@ impl Predictor {
             success_rate: (self.executed_since > 0)
                 .then(|| self.verified_since as f64 / self.executed_since as f64),
             models_updated,
-            proactive_plans: events.len(),
+            proactive_plans: i64::try_from(events.len()).unwrap_or(i64::MAX),
         };
         self.executed_since = 0;
         self.verified_since = 0;

@@ -79,7 +79,7 @@ fn the_cycle_plans_ahead_for_the_database_heading_for_trouble() {
         report.failures_detected, 0,
         "no incident since the previous cycle"
     );
-    assert_eq!(report.proactive_plans, cycle.events.len());
+    assert_eq!(report.proactive_plans as usize, cycle.events.len());
 
     let hot = cycle
         .outlooks

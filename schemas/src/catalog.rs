@@ -20,6 +20,7 @@ pub enum RecordKind {
     RemediationEvent,
     Approval,
     ActionOutcome,
+    CycleReport,
     DeadLetter,
 }
 
@@ -86,6 +87,7 @@ record_kinds! {
     RemediationEvent => ops::RemediationEvent, "remediation.avsc", "io.opsloop.ops", 8, incident_id;
     Approval => ops::Approval, "approval.avsc", "io.opsloop.ops", 9, action_id;
     ActionOutcome => ops::ActionOutcome, "action_outcome.avsc", "io.opsloop.ops", 10, action_id;
+    CycleReport => ops::CycleReport, "cycle_report.avsc", "io.opsloop.ops", 12, cycle_id;
     DeadLetter => ops::DeadLetter, "dead_letter.avsc", "io.opsloop.ops", 11, source_topic;
 }
 
@@ -140,6 +142,10 @@ macro_rules! with_record_type {
             }
             $crate::RecordKind::ActionOutcome => {
                 type $ty = $crate::ops::ActionOutcome;
+                $body
+            }
+            $crate::RecordKind::CycleReport => {
+                type $ty = $crate::ops::CycleReport;
                 $body
             }
             $crate::RecordKind::DeadLetter => {

@@ -189,6 +189,15 @@ pub fn visit_all(visitor: &mut impl ExampleVisitor) {
         prev_hash: "0".repeat(64),
         hash: "5f2b0a8c4d6e7f1029384756abcdef0123456789abcdef0123456789abcdef01".into(),
     });
+    visitor.visit(&CycleReport {
+        cycle_id: "cycle-42-1717236000000000".into(),
+        time_us: t + 900,
+        failures_detected: 3,
+        operations_executed: 4,
+        success_rate: Some(0.75),
+        models_updated: vec!["risk-1717236000000000-5120".into()],
+        proactive_plans: 2,
+    });
     visitor.visit(&DeadLetter {
         source_topic: "telemetry.metrics".into(),
         partition: 3,

@@ -1,5 +1,5 @@
 //! Record types of the topics opsloop itself writes: alerts, incidents, remediation events,
-//! approvals, action outcomes and dead letters.
+//! approvals, action outcomes, cycle reports and dead letters.
 //!
 //! Each type mirrors one `.avsc` file in `schemas/avro/`; field docs live there.
 
@@ -257,6 +257,21 @@ pub struct ActionOutcome {
 
 fn default_automated() -> bool {
     true
+}
+
+/// The closed-loop cycle report of one predictive cycle (`ops.cycles`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CycleReport {
+    pub cycle_id: String,
+    pub time_us: i64,
+    pub failures_detected: i64,
+    pub operations_executed: i64,
+    #[serde(default)]
+    pub success_rate: Option<f64>,
+    #[serde(default)]
+    pub models_updated: Vec<String>,
+    #[serde(default)]
+    pub proactive_plans: i64,
 }
 
 /// A record that could not be processed, read back whole (`ops.deadletter`).

@@ -27,6 +27,7 @@ pub const INCIDENTS: &str = "ops.incidents";
 pub const REMEDIATION: &str = "ops.remediation";
 pub const APPROVALS: &str = "ops.approvals";
 pub const ACTIONS: &str = "ops.actions";
+pub const CYCLES: &str = "ops.cycles";
 pub const DEADLETTER: &str = "ops.deadletter";
 
 /// Every topic opsloop reads or writes, in data-flow order.
@@ -100,6 +101,13 @@ pub const CONTRACT: &[TopicSpec] = &[
         kind: RecordKind::ActionOutcome,
         default_partitions: 3,
         description: "outcome: executed/verified/rolled back/failed, before/after metrics, audit hash",
+    },
+    TopicSpec {
+        name: CYCLES,
+        key: "cycle id",
+        kind: RecordKind::CycleReport,
+        default_partitions: 1,
+        description: "closed-loop cycle report: failures detected, operations, success rate, models updated",
     },
     TopicSpec {
         name: DEADLETTER,

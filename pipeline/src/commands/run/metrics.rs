@@ -3,7 +3,7 @@
 
 use opsloop_correlator::CorrelatorStatus;
 use opsloop_engine::runtime::{EngineStatus, Output};
-use opsloop_predict::CycleReport;
+use opsloop_schemas::ops::CycleReport;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -230,15 +230,14 @@ impl CycleMetrics {
     }
 
     pub(super) fn record(&self, report: &CycleReport) {
-        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         self.cycles.inc();
-        self.failures_detected.set(gauge(report.failures_detected));
-        self.operations_executed
-            .set(gauge(report.operations_executed));
+        self.failures_detected.set(report.failures_detected);
+        self.operations_executed.set(report.operations_executed);
         self.success_rate
             .set(report.success_rate.unwrap_or(f64::NAN));
         self.models_updated
             .inc_by(report.models_updated.len() as u64);
-        self.proactive_plans.inc_by(report.proactive_plans as u64);
+        self.proactive_plans
+            .inc_by(u64::try_from(report.proactive_plans).unwrap_or(0));
     }
 }

@@ -605,6 +605,9 @@ impl Loop<'_> {
             "predictive cycle"
         );
         self.cycle_metrics.record(report);
+        self.alerts
+            .send(&self.config.predict.report_topic, report)
+            .await?;
         for event in &cycle.events {
             tracing::info!(action_id = %event.action_id, template = %event.template, target = %event.target, rationale = %event.rationale, "proactive plan");
             self.alerts.send(&self.config.planner.topic, event).await?;

@@ -20,7 +20,7 @@ use clap::Args;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
-use opsloop_schemas::ops::{ActionOutcome, Alert, Incident, RemediationEvent};
+use opsloop_schemas::ops::{ActionOutcome, Alert, CycleReport, Incident, RemediationEvent};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat, topics};
 
 use self::output::OutputFormat;
@@ -48,7 +48,7 @@ pub(crate) struct SqlArgs {
     #[arg(long, default_value = "earliest", value_name = "START")]
     from: StartPosition,
     /// The topic a table is read from, as TABLE=TOPIC (tables: alerts, incidents, remediation,
-    /// actions); repeatable. Defaults are the contract's names.
+    /// actions, cycles); repeatable. Defaults are the contract's names.
     #[arg(long = "topic", value_name = "TABLE=TOPIC")]
     topics: Vec<String>,
     /// Wire format of the records.
@@ -74,14 +74,16 @@ enum Table {
     Incidents,
     Remediation,
     Actions,
+    Cycles,
 }
 
 impl Table {
-    const ALL: [Table; 4] = [
+    const ALL: [Table; 5] = [
         Table::Alerts,
         Table::Incidents,
         Table::Remediation,
         Table::Actions,
+        Table::Cycles,
     ];
 
     fn name(self) -> &'static str {
@@ -90,6 +92,7 @@ impl Table {
             Table::Incidents => "incidents",
             Table::Remediation => "remediation",
             Table::Actions => "actions",
+            Table::Cycles => "cycles",
         }
     }
 
@@ -99,6 +102,7 @@ impl Table {
             Table::Incidents => topics::INCIDENTS,
             Table::Remediation => topics::REMEDIATION,
             Table::Actions => topics::ACTIONS,
+            Table::Cycles => topics::CYCLES,
         }
     }
 
@@ -108,6 +112,7 @@ impl Table {
             Table::Incidents => scanner.scan::<Incident>(topic),
             Table::Remediation => scanner.scan::<RemediationEvent>(topic),
             Table::Actions => scanner.scan::<ActionOutcome>(topic),
+            Table::Cycles => scanner.scan::<CycleReport>(topic),
         }
     }
 }
@@ -166,7 +171,7 @@ fn table_topics(pairs: &[String]) -> anyhow::Result<BTreeMap<Table, String>> {
         let Some(table) = Table::ALL.into_iter().find(|table| table.name() == name) else {
             bail!(
                 "--topic {pair:?}: {name:?} is not a table; the tables are alerts, incidents, \
-                 remediation and actions"
+                 remediation, actions and cycles"
             );
         };
         if topic.is_empty() {
@@ -252,6 +257,7 @@ mod tests {
                 Table::Incidents => scan::table_schema::<Incident>(),
                 Table::Remediation => scan::table_schema::<RemediationEvent>(),
                 Table::Actions => scan::table_schema::<ActionOutcome>(),
+                Table::Cycles => scan::table_schema::<CycleReport>(),
             };
             let provider = MemTable::try_new(schema, vec![vec![]]).expect("empty table");
             context

@@ -243,7 +243,8 @@ mod tests {
         let topics = table_topics(&["actions=audit".to_owned()]).expect("valid pairs");
         assert_eq!(topics[&Table::Actions], "audit");
         assert_eq!(topics[&Table::Incidents], "ops.incidents");
-        assert_eq!(topics.len(), 4);
+        assert_eq!(topics[&Table::Cycles], "ops.cycles");
+        assert_eq!(topics.len(), 5);
         assert!(table_topics(&["approvals=ops.approvals".to_owned()]).is_err());
         assert!(table_topics(&["actions".to_owned()]).is_err());
     }

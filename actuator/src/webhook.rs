@@ -55,15 +55,7 @@ pub fn execute(
                 "dag_run_id": format!("opsloop-{action_id}"),
                 "conf": {"model": text("model")?, "incident_id": incident_id},
             });
-            let status = with_retries(&url, || {
-                agent
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .send(body.to_string().as_str())
-                    .map(|r| r.status().as_u16())
-            })?;
-            accept(&url, status, &[409])?;
-            Ok(format!("POST {url} (HTTP {status})"))
+            post_json(&agent, &url, &body.to_string(), &[409])
         }
         "webhook.scale" => {
             let url = format!(
@@ -113,15 +105,7 @@ pub fn execute(
                 text("cluster")?
             );
             let body = serde_json::json!({"action_id": action_id}).to_string();
-            let status = with_retries(&url, || {
-                agent
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .send(body.as_str())
-                    .map(|r| r.status().as_u16())
-            })?;
-            accept(&url, status, &[])?;
-            Ok(format!("POST {url} (HTTP {status})"))
+            post_json(&agent, &url, &body, &[])
         }
         "webhook.maintenance" | "webhook.capacity_plan" => {
             let kind = if template == "webhook.maintenance" {
@@ -148,20 +132,30 @@ pub fn execute(
                 "params": params,
             })
             .to_string();
-            let status = with_retries(&url, || {
-                agent
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .send(body.as_str())
-                    .map(|r| r.status().as_u16())
-            })?;
-            accept(&url, status, &[])?;
-            Ok(format!("POST {url} (HTTP {status})"))
+            post_json(&agent, &url, &body, &[])
         }
         other => Err(ActuatorError::Refused(format!(
             "{other} is not a webhook template"
         ))),
     }
+}
+
+/// POSTs JSON `body` (with retries); success is a 2xx or one of `also`.
+fn post_json(
+    agent: &ureq::Agent,
+    url: &str,
+    body: &str,
+    also: &[u16],
+) -> Result<String, ActuatorError> {
+    let status = with_retries(url, || {
+        agent
+            .post(url)
+            .header("content-type", "application/json")
+            .send(body)
+            .map(|r| r.status().as_u16())
+    })?;
+    accept(url, status, also)?;
+    Ok(format!("POST {url} (HTTP {status})"))
 }
 
 /// Three attempts with doubling back-off from 200 ms, on transport errors.

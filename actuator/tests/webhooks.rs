@@ -32,11 +32,16 @@ async fn retraining_and_scaling_requests_reach_their_receivers() {
         TestWebhook::start_answering(r#"{"spec": {"replicas": 3}}"#).expect("kubernetes");
     let dir = tempfile::tempdir().expect("dir");
     let config = ActuatorConfig {
-        allow: vec!["webhook.retrain".to_owned(), "webhook.scale".to_owned()],
+        allow: vec![
+            "webhook.retrain".to_owned(),
+            "webhook.scale".to_owned(),
+            "webhook.maintenance".to_owned(),
+        ],
         audit_log: dir.path().join("audit.jsonl"),
         airflow_url: Some(airflow.url()),
         kubernetes_url: Some(kubernetes.url()),
         kubernetes_namespace: "ml".to_owned(),
+        tickets_url: Some(tickets.url()),
         rate_per_s: 100.0,
         ..ActuatorConfig::default()
     };
@@ -66,6 +71,24 @@ async fn retraining_and_scaling_requests_reach_their_receivers() {
         .await
         .expect("scale");
 
+    // A proactive plan: a maintenance window request.
+    actuator
+        .handle(event(
+            "maintenance-1",
+            "webhook.maintenance",
+            &[("window_h", ParamValue::Long(24))],
+        ))
+        .await
+        .expect("maintenance");
+    let requests = tickets.received();
+    assert_eq!(
+        (requests[0].method.as_str(), requests[0].path.as_str()),
+        ("POST", "/maintenance")
+    );
+    let body: serde_json::Value = serde_json::from_str(&requests[0].body).expect("JSON");
+    assert_eq!(body["params"]["window_h"], 24);
+    assert_eq!(body["action_id"], "maintenance-1");
+
     let requests = airflow.received();
     assert_eq!(requests.len(), 1);
     assert_eq!(
@@ -91,7 +114,7 @@ async fn retraining_and_scaling_requests_reach_their_receivers() {
     while let Ok(outcome) = outcomes.try_recv() {
         steps.push((outcome.action_id, outcome.step));
     }
-    for action in ["retrain-1", "scale-1"] {
+    for action in ["retrain-1", "scale-1", "maintenance-1"] {
         let of: Vec<ActionStep> = steps
             .iter()
             .filter(|(a, _)| a == action)

@@ -30,6 +30,7 @@ async fn retraining_and_scaling_requests_reach_their_receivers() {
     let airflow = TestWebhook::start().expect("airflow");
     let kubernetes =
         TestWebhook::start_answering(r#"{"spec": {"replicas": 3}}"#).expect("kubernetes");
+    let tickets = TestWebhook::start().expect("tickets");
     let dir = tempfile::tempdir().expect("dir");
     let config = ActuatorConfig {
         allow: vec![

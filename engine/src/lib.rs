@@ -6,9 +6,11 @@
 //! plans each SQL detector file once with DataFusion and evaluates it per event-time window,
 //! aggregating incrementally so state grows with the number of series, not events.
 //! [`checkpoint`] saves window state and source offsets together; [`runtime`] joins them into
-//! the [`Engine`](runtime::Engine) that any transport feeds.
+//! the [`Engine`](runtime::Engine) that any transport feeds. [`sql_files`] reads a folder of
+//! query files.
 
 pub mod checkpoint;
 pub mod detector;
 pub mod runtime;
+pub mod sql_files;
 pub mod time;

@@ -812,6 +812,15 @@ async fn proactive_plans_reach_the_remediation_topic() {
     instance
         .wait_for("opsloop_proactive_plans_total", 1.0)
         .await;
+    // The capacity job's forecast, as exported: 700 GB growing 1 GB a minute is far past the
+    // 1,000 GB limit a week out.
+    let share = instance
+        .metric(
+            "opsloop_forecast{entity=\"db-grow\",forecast=\"capacity_share\",resource=\"storage\"}",
+        )
+        .await
+        .expect("the capacity forecast is exported");
+    assert!(share > 1.0, "{share}");
     instance.terminate().await;
 
     let reports: Vec<CycleReport> = read_records(&broker, &topics.cycles);

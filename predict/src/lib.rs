@@ -1,5 +1,9 @@
 //! Predictive operations: acting before anything breaks.
 //!
+//! - [`windows`]: the windowed aggregates of the metrics forecast, kept between cycles;
+//! - [`jobs`]: forecast jobs, DataFusion SQL over those windows with the forecasting UDFs
+//!   (built-in: `sql/forecast/` — p99 latency for the next hour, capacity a week out with time
+//!   to exhaustion, cost per query, the total cost trend);
 //! - [`forecast`]: Holt-Winters forecasts of a windowed series, backtested with a rolling origin
 //!   against the naive seasonal forecast (MAPE, MASE), and time to exhaustion from a linear
 //!   trend;
@@ -10,9 +14,13 @@
 //! - [`Predictor`]: the cycle that ties them together and reports (cycle id, time, failures
 //!   detected, operations executed, success rate, models updated).
 
+mod error;
 pub mod forecast;
+pub mod jobs;
 mod predictor;
 pub mod proactive;
 pub mod risk;
+pub mod windows;
 
+pub use error::PredictError;
 pub use predictor::{CapacityResource, Cycle, Predictor, PredictorConfig};

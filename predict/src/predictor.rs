@@ -1,21 +1,25 @@
-//! [`Predictor`]: the closed-loop cycle of predictive operations. It keeps per-entity series
-//! of window aggregates (p99 latency, resource usage), learns from the incident history, and
-//! once per cycle forecasts, scores failure risk, applies the proactive rules and reports.
+//! [`Predictor`]: the closed-loop cycle of predictive operations. It keeps the windowed
+//! aggregates of the metrics it forecasts, learns from the incident history, and once per
+//! cycle runs the forecast jobs (SQL, see [`jobs`](crate::jobs)), scores failure risk, applies
+//! the proactive rules and reports.
 //!
-//! Series are bucketed by `window_s` (the latency bucket keeps its maximum, a resource its
-//! latest value) and bounded to `history_points` buckets. At each cycle every entity's
-//! current features are recorded as an example; an example is labelled once `risk_horizon_s`
-//! has passed (positive if an incident opened for the entity in that time), and the risk
-//! model is retrained every `retrain_every` cycles when both labels exist.
+//! At each cycle every entity's current features are recorded as an example; an example is
+//! labelled once `risk_horizon_s` has passed (positive if an incident opened for the entity in
+//! that time), the newest `max_examples` are kept, and the risk model is retrained every
+//! `retrain_every` cycles when both labels exist. [`Predictor::snapshot`] saves all of it
+//! (windows, history, model) for a checkpoint, so a restart forecasts from where it stopped.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
 
 use opsloop_schemas::ops::{CycleReport, RemediationEvent};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::forecast::{holt_winters, time_to_exhaustion};
+use crate::error::PredictError;
+use crate::jobs::{CycleInputs, Forecast, ForecastJobs};
 use crate::proactive::{Outlook, ProactiveRules, evaluate, to_event};
 use crate::risk::{Example, RiskModel, Training};
+use crate::windows::Windows;
 
 /// A resource whose demand is forecast against a limit.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -38,14 +42,25 @@ pub struct PredictorConfig {
     /// Where each cycle's report goes (ops.cycles).
     pub report_topic: String,
     pub rules: ProactiveRules,
+    /// Width of the windows the forecasts read, seconds.
     pub window_s: i64,
+    /// Windows kept per entity and metric.
     pub history_points: usize,
-    /// Buckets per season (a day of hourly buckets is 24).
+    /// Windows per season (a day of 5-minute windows is 288).
     pub season_points: usize,
+    /// The latency the SLA is about: the risk model's features and the p99 forecast job.
     pub latency_metric: String,
+    /// Limits of resources the capacity job forecasts against (connections and GPU memory
+    /// take theirs from the telemetry).
     pub capacity: Vec<CapacityResource>,
+    /// Metrics kept as windows besides the latency and capacity ones.
+    pub metrics: Vec<String>,
+    /// A folder of forecast jobs (`*.sql`) run instead of the built-in ones.
+    pub jobs_dir: Option<PathBuf>,
     pub risk_horizon_s: i64,
     pub retrain_every: u64,
+    /// Training examples kept (the newest).
+    pub max_examples: usize,
     /// Deployments by entity, for proactive scaling.
     pub deployments: BTreeMap<String, String>,
 }
@@ -61,8 +76,20 @@ impl Default for PredictorConfig {
             season_points: 288,
             latency_metric: "db_query_latency_ms".to_owned(),
             capacity: Vec::new(),
+            metrics: [
+                "db_connections_active",
+                "db_connections_max",
+                "DCGM_FI_DEV_FB_USED",
+                "DCGM_FI_DEV_FB_FREE",
+                "db_qps",
+                "db_cost_usd_per_hour",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            jobs_dir: None,
             risk_horizon_s: 86_400,
             retrain_every: 12,
+            max_examples: 10_000,
             deployments: BTreeMap::new(),
         }
     }
@@ -72,26 +99,23 @@ impl Default for PredictorConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cycle {
     pub report: CycleReport,
+    /// Every forecast the jobs made.
+    pub forecasts: Vec<Forecast>,
     pub outlooks: Vec<Outlook>,
     pub events: Vec<RemediationEvent>,
 }
 
-#[derive(Debug, Default)]
-struct Series {
-    /// (bucket start µs, value), oldest first.
-    points: VecDeque<(i64, f64)>,
-}
-
 const FEATURES: [&str; 3] = ["latency_vs_sla", "latency_trend", "capacity_share"];
 
-/// See the module docs.
-#[derive(Debug)]
-pub struct Predictor {
-    config: PredictorConfig,
-    series: BTreeMap<(String, String), Series>,
+/// What a checkpoint keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct State {
+    windows: Windows,
+    /// Incident open times by entity.
     incidents: BTreeMap<String, Vec<i64>>,
+    /// (entity, time, features) waiting for their horizon to pass.
     pending: Vec<(String, i64, Vec<f64>)>,
-    examples: Vec<Example>,
+    examples: VecDeque<Example>,
     model: Option<RiskModel>,
     cycles: u64,
     failures_since: i64,
@@ -100,217 +124,274 @@ pub struct Predictor {
     last_cycle_us: Option<i64>,
 }
 
+/// See the module docs.
+#[derive(Debug)]
+pub struct Predictor {
+    config: PredictorConfig,
+    jobs: ForecastJobs,
+    state: State,
+}
+
 impl Predictor {
-    pub fn new(config: PredictorConfig) -> Self {
-        Predictor {
-            config,
-            series: BTreeMap::new(),
+    /// A predictor with no history; its jobs come from `jobs_dir` or are the built-in ones.
+    pub fn new(config: PredictorConfig) -> Result<Self, PredictError> {
+        let jobs = match &config.jobs_dir {
+            Some(dir) => ForecastJobs::load(dir)?,
+            None => ForecastJobs::builtin(),
+        };
+        let state = State {
+            windows: Windows::new(config.window_s, config.history_points),
             incidents: BTreeMap::new(),
             pending: Vec::new(),
-            examples: Vec::new(),
+            examples: VecDeque::new(),
             model: None,
             cycles: 0,
             failures_since: 0,
             executed_since: 0,
             verified_since: 0,
             last_cycle_us: None,
+        };
+        Ok(Predictor {
+            config,
+            jobs,
+            state,
+        })
+    }
+
+    /// A predictor resumed from [`snapshot`](Self::snapshot) bytes. Windows saved with another
+    /// width are dropped (they would not line up with new ones); the rest carries over.
+    pub fn restore(config: PredictorConfig, snapshot: &[u8]) -> Result<Self, PredictError> {
+        let mut predictor = Predictor::new(config)?;
+        let mut state: State = serde_json::from_slice(snapshot)
+            .map_err(|error| PredictError::Snapshot(error.to_string()))?;
+        if state.windows.width_us() != predictor.state.windows.width_us() {
+            state.windows = predictor.state.windows.clone();
         }
+        predictor.state = state;
+        Ok(predictor)
+    }
+
+    /// The saved state, for a checkpoint.
+    pub fn snapshot(&self) -> Result<Vec<u8>, PredictError> {
+        serde_json::to_vec(&self.state).map_err(|error| PredictError::Snapshot(error.to_string()))
+    }
+
+    /// Runs every job once on empty tables, so a broken job fails at start-up.
+    pub async fn check_jobs(&self) -> Result<(), PredictError> {
+        self.jobs.check(&self.inputs(0)).await
+    }
+
+    pub fn job_names(&self) -> impl Iterator<Item = &str> {
+        self.jobs.names()
     }
 
     /// Whether a cycle is due at event time `now_us` (`cycle_interval_s` after the last).
     pub fn due(&self, now_us: i64) -> bool {
-        self.last_cycle_us.is_none_or(|last| {
+        self.state.last_cycle_us.is_none_or(|last| {
             now_us >= last.saturating_add(self.config.cycle_interval_s * 1_000_000)
         })
     }
 
-    /// Whether `metric` feeds a forecast.
+    /// Whether `metric` is kept as windows.
     pub fn wants(&self, metric: &str) -> bool {
         metric == self.config.latency_metric
             || self.config.capacity.iter().any(|c| c.metric == metric)
+            || self.config.metrics.iter().any(|m| m == metric)
     }
 
     pub fn model(&self) -> Option<&RiskModel> {
-        self.model.as_ref()
+        self.state.model.as_ref()
     }
 
     /// One sample of `metric` for `entity`; metrics nobody forecasts are ignored.
     pub fn observe(&mut self, entity: &str, metric: &str, time_us: i64, value: f64) {
-        if !self.wants(metric) {
-            return;
-        }
-        let latency = metric == self.config.latency_metric;
-        let window = self.config.window_s.max(1) * 1_000_000;
-        let bucket = time_us.div_euclid(window) * window;
-        let series = self
-            .series
-            .entry((entity.to_owned(), metric.to_owned()))
-            .or_default();
-        match series.points.back_mut() {
-            Some((start, last)) if *start == bucket => {
-                *last = if latency { last.max(value) } else { value };
-            }
-            Some((start, _)) if *start > bucket => {}
-            _ => {
-                series.points.push_back((bucket, value));
-                while series.points.len() > self.config.history_points {
-                    series.points.pop_front();
-                }
-            }
+        if self.wants(metric) {
+            self.state.windows.observe(entity, metric, time_us, value);
         }
     }
 
     pub fn incident_opened(&mut self, entity: &str, time_us: i64) {
-        self.incidents
+        self.state
+            .incidents
             .entry(entity.to_owned())
             .or_default()
             .push(time_us);
-        self.failures_since += 1;
+        self.state.failures_since += 1;
     }
 
     pub fn action_executed(&mut self, verified: bool) {
-        self.executed_since += 1;
-        self.verified_since += i64::from(verified);
+        self.state.executed_since += 1;
+        self.state.verified_since += i64::from(verified);
+    }
+
+    fn inputs(&self, now_us: i64) -> CycleInputs {
+        CycleInputs {
+            now_us,
+            window_s: self.config.window_s,
+            season_steps: i64::try_from(self.config.season_points).unwrap_or(i64::MAX),
+            latency_metric: self.config.latency_metric.clone(),
+            capacity: self
+                .config
+                .capacity
+                .iter()
+                .map(|c| (c.resource.clone(), c.metric.clone(), c.limit))
+                .collect(),
+        }
     }
 
     /// Forecasts, scores, plans and reports as of `now_us`.
-    pub fn cycle(&mut self, now_us: i64) -> Cycle {
-        self.cycles += 1;
-        self.last_cycle_us = Some(now_us);
-        let cycle_id = format!("cycle-{}-{now_us}", self.cycles);
+    pub async fn cycle(&mut self, now_us: i64) -> Result<Cycle, PredictError> {
+        let forecasts = self
+            .jobs
+            .run(self.state.windows.to_batch(), &self.inputs(now_us))
+            .await?;
+        let state = &mut self.state;
+        state.cycles += 1;
+        state.last_cycle_us = Some(now_us);
+        let cycle_id = format!("cycle-{}-{now_us}", state.cycles);
         let mut models_updated = Vec::new();
         self.label(now_us);
-        if self.cycles.is_multiple_of(self.config.retrain_every.max(1))
-            && let Some(model) =
-                RiskModel::train(&FEATURES, &self.examples, Training::default(), now_us)
+        if self
+            .state
+            .cycles
+            .is_multiple_of(self.config.retrain_every.max(1))
         {
-            models_updated.push(model.version.clone());
-            self.model = Some(model);
+            let examples: Vec<Example> = self.state.examples.iter().cloned().collect();
+            if let Some(model) = RiskModel::train(&FEATURES, &examples, Training::default(), now_us)
+            {
+                models_updated.push(model.version.clone());
+                self.state.model = Some(model);
+            }
         }
-        let entities: Vec<String> = {
-            let mut all: Vec<String> = self
-                .series
-                .keys()
-                .map(|(entity, _)| entity.clone())
-                .collect();
-            all.dedup();
-            all
-        };
+        let mut entities: Vec<String> = self
+            .state
+            .windows
+            .entities()
+            .map(str::to_owned)
+            .chain(forecasts.iter().map(|f| f.entity.clone()))
+            .collect();
+        entities.sort();
+        entities.dedup();
         let mut outlooks = Vec::new();
         let mut events = Vec::new();
         for entity in entities {
-            let outlook = self.outlook(&entity, now_us);
-            let features = self.features(&outlook, &entity);
-            self.pending.push((entity.clone(), now_us, features));
+            let outlook = self.outlook(&entity, &forecasts);
+            if self.state.windows.entities().any(|e| e == entity) {
+                let features = self.features(&outlook, &entity);
+                self.state.pending.push((entity.clone(), now_us, features));
+            }
             for plan in evaluate(&self.config.rules, &outlook) {
                 events.push(to_event(&plan, &entity, &cycle_id, now_us));
             }
             outlooks.push(outlook);
         }
+        let state = &mut self.state;
         let report = CycleReport {
             cycle_id,
             time_us: now_us,
-            failures_detected: std::mem::take(&mut self.failures_since),
-            operations_executed: self.executed_since,
-            success_rate: (self.executed_since > 0)
-                .then(|| self.verified_since as f64 / self.executed_since as f64),
+            failures_detected: std::mem::take(&mut state.failures_since),
+            operations_executed: state.executed_since,
+            success_rate: (state.executed_since > 0)
+                .then(|| state.verified_since as f64 / state.executed_since as f64),
             models_updated,
             proactive_plans: i64::try_from(events.len()).unwrap_or(i64::MAX),
         };
-        self.executed_since = 0;
-        self.verified_since = 0;
-        Cycle {
+        state.executed_since = 0;
+        state.verified_since = 0;
+        Ok(Cycle {
             report,
+            forecasts,
             outlooks,
             events,
-        }
+        })
     }
 
-    fn values(&self, entity: &str, metric: &str) -> Vec<(i64, f64)> {
-        self.series
-            .get(&(entity.to_owned(), metric.to_owned()))
-            .map(|s| s.points.iter().copied().collect())
-            .unwrap_or_default()
-    }
-
-    fn outlook(&self, entity: &str, now_us: i64) -> Outlook {
-        let window_us = self.config.window_s.max(1) * 1_000_000;
-        let latency: Vec<f64> = self
-            .values(entity, &self.config.latency_metric)
-            .iter()
-            .map(|p| p.1)
-            .collect();
-        let hour = usize::try_from(3_600_000_000 / window_us)
-            .unwrap_or(1)
-            .max(1);
-        let forecast_p99_ms = holt_winters(&latency, self.config.season_points, hour)
-            .map(|points| points.into_iter().fold(f64::MIN, f64::max));
-        let mut capacity_share = BTreeMap::new();
-        for resource in &self.config.capacity {
-            let points = self.values(entity, &resource.metric);
-            if points.len() < 3 || resource.limit <= 0.0 {
-                continue;
-            }
-            let times: Vec<f64> = points.iter().map(|p| p.0 as f64 / 1e6).collect();
-            let values: Vec<f64> = points.iter().map(|p| p.1).collect();
-            let week_s = 7.0 * 86_400.0;
-            let now_s = now_us as f64 / 1e6;
-            // The share a week out: by the trend, or the latest value when it is not growing.
-            let latest = values.last().copied().unwrap_or(0.0);
-            let share = match time_to_exhaustion(&times, &values, resource.limit, now_s) {
-                Some(seconds) if seconds <= week_s => 1.0,
-                _ => {
-                    let slope = opsloop_udfs::forecast::trend::LinearTrend::fit(&times, &values)
-                        .map_or(0.0, |t| t.slope.max(0.0));
-                    (latest + slope * week_s) / resource.limit
-                }
-            };
-            capacity_share.insert(resource.resource.clone(), share);
-        }
+    /// What the forecasts about `entity` and the risk model say.
+    fn outlook(&self, entity: &str, forecasts: &[Forecast]) -> Outlook {
+        let mine: Vec<&Forecast> = forecasts.iter().filter(|f| f.entity == entity).collect();
         let mut outlook = Outlook {
             entity: entity.to_owned(),
-            failure_risk: None,
-            forecast_p99_ms,
-            capacity_share,
             deployment: self.config.deployments.get(entity).cloned(),
-            model_version: self.model.as_ref().map(|m| m.version.clone()),
+            model_version: self.state.model.as_ref().map(|m| m.version.clone()),
+            ..Outlook::default()
         };
-        if let Some(model) = &self.model {
+        for forecast in &mine {
+            match (forecast.forecast.as_str(), &forecast.resource) {
+                ("latency_p99_ms", _) => {
+                    outlook.forecast_p99_ms = Some(
+                        outlook
+                            .forecast_p99_ms
+                            .map_or(forecast.value, |p| p.max(forecast.value)),
+                    );
+                }
+                ("capacity_share", Some(resource)) => {
+                    let share = outlook
+                        .capacity_share
+                        .entry(resource.clone())
+                        .or_insert(forecast.value);
+                    *share = share.max(forecast.value);
+                    if let Some(seconds) = forecast.time_to_exhaustion_s {
+                        outlook
+                            .time_to_exhaustion_s
+                            .insert(resource.clone(), seconds);
+                    }
+                }
+                _ => {}
+            }
+        }
+        outlook.forecasts = mine.into_iter().cloned().collect();
+        if let Some(model) = &self.state.model
+            && self.state.windows.entities().any(|e| e == entity)
+        {
             outlook.failure_risk = Some(model.risk(&self.features(&outlook, entity)));
         }
         outlook
     }
 
     fn features(&self, outlook: &Outlook, entity: &str) -> Vec<f64> {
-        let latency = self.values(entity, &self.config.latency_metric);
+        let latency = self.state.windows.p99s(entity, &self.config.latency_metric);
+        let sla = self.config.rules.sla_p99_ms;
         let last = latency.last().map_or(0.0, |p| p.1);
         let recent: Vec<&(i64, f64)> = latency.iter().rev().take(12).collect();
         let trend = match (recent.first(), recent.last()) {
-            (Some(newest), Some(oldest)) if recent.len() > 1 => {
-                (newest.1 - oldest.1) / self.config.rules.sla_p99_ms
-            }
+            (Some(newest), Some(oldest)) if recent.len() > 1 => (newest.1 - oldest.1) / sla,
             _ => 0.0,
         };
         let capacity = outlook.capacity_share.values().copied().fold(0.0, f64::max);
-        vec![last / self.config.rules.sla_p99_ms, trend, capacity]
+        vec![last / sla, trend, capacity]
     }
 
-    /// Examples whose horizon has passed get their label.
+    /// Examples whose horizon has passed get their label; incidents too old to label anything
+    /// are forgotten.
     fn label(&mut self, now_us: i64) {
         let horizon = self.config.risk_horizon_s * 1_000_000;
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+        let state = &mut self.state;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.pending)
             .into_iter()
             .partition(|(_, at, _)| at + horizon <= now_us);
-        self.pending = waiting;
+        state.pending = waiting;
         for (entity, at, features) in ready {
-            let followed = self
+            let followed = state
                 .incidents
                 .get(&entity)
                 .is_some_and(|times| times.iter().any(|t| *t > at && *t <= at + horizon));
-            self.examples.push(Example {
+            state.examples.push_back(Example {
                 features,
                 incident_followed: followed,
             });
+            while state.examples.len() > self.config.max_examples.max(1) {
+                state.examples.pop_front();
+            }
         }
+        let oldest_pending = state
+            .pending
+            .iter()
+            .map(|(_, at, _)| *at)
+            .min()
+            .unwrap_or(now_us);
+        for times in state.incidents.values_mut() {
+            times.retain(|t| *t > oldest_pending);
+        }
+        state.incidents.retain(|_, times| !times.is_empty());
     }
 }

@@ -47,6 +47,10 @@ pub struct Outlook {
     /// Per resource (storage, connections, gpu_memory): the highest forecast share of its
     /// limit over the next week.
     pub capacity_share: BTreeMap<String, f64>,
+    /// Per resource: seconds until its limit is reached, when heading there.
+    pub time_to_exhaustion_s: BTreeMap<String, f64>,
+    /// Every forecast about the entity (latency, capacity, cost, ...).
+    pub forecasts: Vec<crate::jobs::Forecast>,
     /// The deployment serving the entity, when scaling it is possible.
     pub deployment: Option<String>,
     pub model_version: Option<String>,
@@ -142,9 +146,14 @@ pub fn evaluate(rules: &ProactiveRules, outlook: &Outlook) -> Vec<ProactivePlan>
                     ("days".to_owned(), ParamValue::Long(7)),
                 ]),
                 reason: format!(
-                    "{resource} demand next week at {:.0}% of its limit, above {:.0}%",
+                    "{resource} demand next week at {:.0}% of its limit, above {:.0}%{}",
                     share * 100.0,
-                    rules.capacity_share * 100.0
+                    rules.capacity_share * 100.0,
+                    outlook
+                        .time_to_exhaustion_s
+                        .get(resource)
+                        .map(|s| format!("; full in {:.1} days", s / 86_400.0))
+                        .unwrap_or_default()
                 ),
             });
         }

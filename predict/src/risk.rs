@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One training example: features of recent windows, and whether an incident followed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Example {
     pub features: Vec<f64>,
     pub incident_followed: bool,

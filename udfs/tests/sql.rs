@@ -182,7 +182,10 @@ async fn forecasts_from_arrays_of_recent_values() {
         &context,
         "SELECT steps_to_threshold(array_agg(disk_pct ORDER BY hour), 100.0), \
                 forecast_holt_winters(array_agg(load ORDER BY hour), 24, 6)['mean'], \
-                forecast_arima(array_agg(disk_pct ORDER BY hour), 4)['mean'] \
+                forecast_arima(array_agg(disk_pct ORDER BY hour), 4)['mean'], \
+                forecast_holt_winters_peak(array_agg(load ORDER BY hour), 24, 12)['mean'], \
+                forecast_holt_winters_peak(array_agg(load ORDER BY hour), 24, 3)['mean'], \
+                forecast_linear(array_agg(disk_pct ORDER BY hour), 24) \
          FROM series",
     )
     .await;
@@ -194,6 +197,22 @@ async fn forecasts_from_arrays_of_recent_values() {
     assert!((hw - expected_load).abs() < 1.0, "{hw} vs {expected_load}");
     let arima = column_f64(&batch, 2)[0].expect("forecast");
     assert!((arima - 89.5).abs() < 0.5, "{arima}");
+    // The next 12 hours (96..=107) peak at hour 102, the daily crest; the next 3 at hour 98.
+    let peak = column_f64(&batch, 3)[0].expect("peak");
+    assert!((peak - 120.0).abs() < 1.0, "{peak}");
+    let early_peak = column_f64(&batch, 4)[0].expect("peak");
+    assert!((early_peak - 110.0).abs() < 1.0, "{early_peak}");
+    // An exact line: hour 119 is 40% + 0.5% * 119, with a zero-width interval.
+    let linear = batch.column(5).as_struct();
+    let field = |name: &str| {
+        linear
+            .column_by_name(name)
+            .expect("field")
+            .as_primitive::<Float64Type>()
+            .value(0)
+    };
+    assert!((field("mean") - 99.5).abs() < 1e-9, "{}", field("mean"));
+    assert!(field("upper") - field("lower") < 1e-6);
     assert_eq!(batch.num_rows(), 1);
     assert!(batch.column(0).null_count() == 0);
 }

@@ -21,7 +21,8 @@
 //! second on one core against about 1.3 million (release build, 200 databases).
 //!
 //! Series follow a daily cycle (peak at 15:00 UTC, ±30 % load) with per-entity phase and
-//! per-sample noise; disk usage grows slowly; materialized views refresh every 15 minutes.
+//! per-sample noise; disk usage grows slowly; materialized views refresh every 15 minutes; the
+//! spend rate (`db_cost_usd_per_hour`) follows CPU use and storage.
 //! Model `model-N` reads its features from `db-{N mod databases}`; GPU host `gpu-host-N`
 //! shares its machine with `db-{N mod databases}`.
 //!

@@ -14,7 +14,7 @@ use super::effects::{DbEffect, GpuEffect, ModelEffect};
 use super::rng::{Rng, splitmix64};
 
 /// Metric names of every database batch, in batch order.
-pub const DB_METRICS: [&str; 19] = [
+pub const DB_METRICS: [&str; 20] = [
     "db_query_latency_ms",
     "db_query_latency_p99_ms",
     "db_qps",
@@ -34,6 +34,7 @@ pub const DB_METRICS: [&str; 19] = [
     "db_query_errors_per_s",
     "db_matview_age_s",
     "db_rows_read_per_s",
+    "db_cost_usd_per_hour",
 ];
 
 /// Metric names of every model batch (entity = model id), in batch order.
@@ -273,6 +274,7 @@ pub(super) struct DbValues {
     errors_per_s: f64,
     matview_age_s: f64,
     rows_read: f64,
+    cost_usd_per_hour: f64,
 }
 
 impl DbValues {
@@ -298,6 +300,7 @@ impl DbValues {
             self.errors_per_s,
             self.matview_age_s,
             self.rows_read,
+            self.cost_usd_per_hour,
         ]
     }
 }
@@ -343,6 +346,15 @@ impl DbSeries {
         (run_s + self.matview_phase_s).rem_euclid(MATVIEW_PERIOD_S)
     }
 
+    /// What the database costs an hour, as a cost exporter would report it: an instance sized
+    /// by its connection limit (1.2 USD/h per 100 connections), burst capacity billed with CPU
+    /// use (up to half the instance price again) and storage at 0.10 USD per GB-month. Drawn
+    /// from no random numbers, so it leaves every other series as it was.
+    fn cost_usd_per_hour(&self, cpu_percent: f64, disk_bytes: f64) -> f64 {
+        let instance = 1.2 * self.max_connections / 100.0;
+        instance * (1.0 + 0.5 * cpu_percent / 100.0) + disk_bytes / 1e9 * 0.10 / 730.0
+    }
+
     /// The series at `time_us`, `run_s` seconds into the run.
     pub(super) fn values(&self, time_us: i64, run_s: f64, e: &DbEffect, rng: &mut Rng) -> DbValues {
         let load = daily_load(time_us, self.phase_h);
@@ -355,6 +367,8 @@ impl DbSeries {
         let connections = (active + (self.max_connections - active) * e.connection_fill)
             .round()
             .min(self.max_connections);
+        let cpu = (self.cpu * load + e.cpu + 1.5 * rng.normal()).clamp(1.0, 100.0);
+        let disk_bytes = (self.disk_bytes + self.disk_growth_per_s * run_s + e.disk_bytes).round();
         let matview_age_s = match e.stale_since_s {
             Some(since) => self.matview_age_s(since) + (run_s - since),
             None => self.matview_age_s(run_s),
@@ -363,7 +377,7 @@ impl DbSeries {
             latency_ms,
             p99_ms,
             qps,
-            cpu: (self.cpu * load + e.cpu + 1.5 * rng.normal()).clamp(1.0, 100.0),
+            cpu,
             memory: (self.memory + 2.0 * (load - 1.0) + e.memory + 0.4 * rng.normal())
                 .clamp(1.0, 99.5),
             connections,
@@ -374,7 +388,7 @@ impl DbSeries {
                 * e.idx_scans,
             replication_lag_s: (self.replication_lag_s * (1.0 + 0.3 * rng.normal())).abs()
                 + e.replication_lag_s,
-            disk_bytes: (self.disk_bytes + self.disk_growth_per_s * run_s + e.disk_bytes).round(),
+            disk_bytes,
             dead_tuples: ((self.dead_tuples * (1.0 + 0.08 * rng.normal())).max(0.0)
                 * e.dead_tuples)
                 .round(),
@@ -388,6 +402,7 @@ impl DbSeries {
             matview_age_s,
             rows_read: (qps * self.rows_per_query * (1.0 + 0.05 * rng.normal())).max(0.0)
                 * e.rows_read,
+            cost_usd_per_hour: self.cost_usd_per_hour(cpu, disk_bytes),
         }
     }
 

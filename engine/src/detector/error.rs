@@ -1,7 +1,5 @@
 //! The detector error type.
 
-use std::path::PathBuf;
-
 use arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 
@@ -12,20 +10,9 @@ use datafusion::error::DataFusionError;
 /// detector's file so a broken file fails start-up with a message that points at it.
 #[derive(Debug, thiserror::Error)]
 pub enum DetectorError {
-    /// The detector directory could not be listed.
-    #[error("cannot list the detector directory {path}: {source}")]
-    ReadDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A detector file could not be read.
-    #[error("cannot read the detector file {path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The detector directory could not be listed, or a file in it read.
+    #[error("detector files: {0}")]
+    Read(#[from] crate::sql_files::ReadSqlError),
     /// DataFusion rejected the detector's SQL (parse, plan, type or physical planning error).
     #[error("detector {origin}: {source}")]
     Plan {

@@ -55,6 +55,7 @@ mod window;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::sql_files::{SqlFile, read_sql_files};
 use arrow::array::{Array, BooleanArray, RecordBatch};
 use arrow::compute::{filter_record_batch, not};
 use datafusion::error::DataFusionError;
@@ -388,28 +389,9 @@ pub fn load_detectors(
     streams: &[StreamTable],
     options: DetectorOptions,
 ) -> Result<Vec<Detector>, DetectorError> {
-    let read_dir = |source| DetectorError::ReadDir {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut paths = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(read_dir)? {
-        let path = entry.map_err(read_dir)?.path();
-        if path.extension().is_some_and(|e| e == "sql") && path.is_file() {
-            paths.push(path);
-        }
-    }
-    paths.sort();
-    let mut detectors = Vec::with_capacity(paths.len());
-    for path in paths {
-        let sql = std::fs::read_to_string(&path).map_err(|source| DetectorError::ReadFile {
-            path: path.clone(),
-            source,
-        })?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    let files = read_sql_files(dir)?;
+    let mut detectors = Vec::with_capacity(files.len());
+    for SqlFile { name, path, sql } in files {
         let plan = DetectorPlan::plan(&name, &path.display().to_string(), &sql, context, streams)?;
         tracing::info!(detector = %name, window = %plan.window(), "planned detector");
         detectors.push(Detector::new(Arc::new(plan), options)?);

@@ -175,6 +175,7 @@ mod tests {
         assert_eq!(config.incidents.topic, opsloop_schemas::topics::INCIDENTS);
         assert_eq!(config.deadletter.topic, opsloop_schemas::topics::DEADLETTER);
         assert_eq!(config.correlator, CorrelatorConfig::default());
+        assert_eq!(config.predict, opsloop_predict::PredictorConfig::default());
         assert!(config.notifications.alertmanager.is_none());
     }
 

@@ -22,7 +22,9 @@ const COVERAGE: f64 = 0.95;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Method {
     HoltWinters,
+    HoltWintersPeak,
     Arima,
+    Linear,
     StepsToThreshold,
 }
 
@@ -39,7 +41,12 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
             Method::HoltWinters,
             vec![list(), DataType::Int64, DataType::Int64],
         ),
+        (
+            Method::HoltWintersPeak,
+            vec![list(), DataType::Int64, DataType::Int64],
+        ),
         (Method::Arima, vec![list(), DataType::Int64]),
+        (Method::Linear, vec![list(), DataType::Int64]),
         (Method::StepsToThreshold, vec![list(), DataType::Float64]),
     ]
     .into_iter()
@@ -69,7 +76,9 @@ impl ScalarUDFImpl for ForecastFunction {
     fn name(&self) -> &str {
         match self.method {
             Method::HoltWinters => "forecast_holt_winters",
+            Method::HoltWintersPeak => "forecast_holt_winters_peak",
             Method::Arima => "forecast_arima",
+            Method::Linear => "forecast_linear",
             Method::StepsToThreshold => "steps_to_threshold",
         }
     }
@@ -81,7 +90,9 @@ impl ScalarUDFImpl for ForecastFunction {
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         Ok(match self.method {
             Method::StepsToThreshold => DataType::Float64,
-            Method::HoltWinters | Method::Arima => DataType::Struct(interval_fields()),
+            Method::HoltWinters | Method::HoltWintersPeak | Method::Arima | Method::Linear => {
+                DataType::Struct(interval_fields())
+            }
         })
     }
 
@@ -139,9 +150,24 @@ impl ScalarUDFImpl for ForecastFunction {
                     HoltWinters::fit(&values, period)
                         .and_then(|model| model.forecast(horizon, COVERAGE).pop())
                 }
+                (Method::HoltWintersPeak, Some(values)) => {
+                    let (period, horizon) = (integer(1, row)?, integer(2, row)?);
+                    HoltWinters::fit(&values, period).and_then(|model| {
+                        model
+                            .forecast(horizon, COVERAGE)
+                            .into_iter()
+                            .max_by(|a, b| a.mean.total_cmp(&b.mean))
+                    })
+                }
                 (Method::Arima, Some(values)) => {
                     let horizon = integer(1, row)?;
                     Arima111::fit(&values).and_then(|model| model.forecast(horizon, COVERAGE).pop())
+                }
+                (Method::Linear, Some(values)) => {
+                    let horizon = integer(1, row)?;
+                    let x: Vec<f64> = (0..values.len()).map(|i| i as f64).collect();
+                    LinearTrend::fit(&x, &values)
+                        .map(|trend| trend.predict((values.len() - 1 + horizon) as f64, COVERAGE))
                 }
                 (Method::StepsToThreshold, Some(_)) => None,
             };

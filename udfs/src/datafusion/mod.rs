@@ -13,6 +13,10 @@
 //! Scalars over arrays of a series' recent values (e.g. `array_agg(v ORDER BY ts)`):
 //! - `forecast_holt_winters(values, period, horizon)`, `forecast_arima(values, horizon)`: a
 //!   struct `{mean, lower, upper}` (95% interval) `horizon` steps ahead;
+//! - `forecast_holt_winters_peak(values, period, horizon)`: the step of the next `horizon` with
+//!   the highest mean ("the p99 at its worst over the next hour");
+//! - `forecast_linear(values, horizon)`: the least-squares line `horizon` steps ahead, with its
+//!   95% prediction interval ("storage a week from now");
 //! - `steps_to_threshold(values, threshold)`: steps until the linear trend reaches the threshold
 //!   (NULL when it is not heading there).
 

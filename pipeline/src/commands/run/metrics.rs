@@ -4,7 +4,9 @@
 use opsloop_correlator::CorrelatorStatus;
 use opsloop_engine::runtime::{EngineStatus, Output};
 use opsloop_schemas::ops::CycleReport;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -191,6 +193,16 @@ pub(super) struct CycleMetrics {
     success_rate: Gauge<f64, std::sync::atomic::AtomicU64>,
     models_updated: Counter,
     proactive_plans: Counter,
+    failed: Counter,
+    forecasts: Family<ForecastLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+/// Labels of `opsloop_forecast`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ForecastLabels {
+    entity: String,
+    forecast: String,
+    resource: String,
 }
 
 impl CycleMetrics {
@@ -226,7 +238,34 @@ impl CycleMetrics {
             "Proactive remediation events planned",
             metrics.proactive_plans.clone(),
         );
+        registry.register(
+            "opsloop_cycles_failed",
+            "Predictive cycles whose forecast jobs failed",
+            metrics.failed.clone(),
+        );
+        registry.register(
+            "opsloop_forecast",
+            "The last cycle's forecasts, by entity, what is forecast and resource",
+            metrics.forecasts.clone(),
+        );
         metrics
+    }
+
+    pub(super) fn failed(&self) {
+        self.failed.inc();
+    }
+
+    /// Replaces the forecasts with the last cycle's.
+    pub(super) fn forecasts(&self, forecasts: &[opsloop_predict::jobs::Forecast]) {
+        self.forecasts.clear();
+        for forecast in forecasts {
+            let labels = ForecastLabels {
+                entity: forecast.entity.clone(),
+                forecast: forecast.forecast.clone(),
+                resource: forecast.resource.clone().unwrap_or_default(),
+            };
+            self.forecasts.get_or_create(&labels).set(forecast.value);
+        }
     }
 
     pub(super) fn record(&self, report: &CycleReport) {

@@ -54,6 +54,7 @@ use crate::notify::{Notifier, NotifyMetrics};
 
 /// The correlator's state in a checkpoint.
 const CORRELATOR_STATE: &str = "correlator.json";
+const PREDICTOR_STATE: &str = "predictor.json";
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
@@ -96,7 +97,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
 
     let store = CheckpointStore::open(&config.checkpoint.dir, config.checkpoint.retain)?;
-    let (engine, correlator, checkpoint_id, resume) = match store.latest()? {
+    let (engine, correlator, predictor, checkpoint_id, resume) = match store.latest()? {
         Some(checkpoint) => {
             tracing::info!(id = checkpoint.manifest.id, "resuming from checkpoint");
             let mut resume: HashMap<String, HashMap<i32, i64>> = HashMap::new();
@@ -116,15 +117,28 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Some(state) => Correlator::restore(config.correlator.clone(), state)?,
                 None => Correlator::new(config.correlator.clone())?,
             };
-            (engine, correlator, checkpoint.manifest.id, resume)
+            let predictor = match checkpoint.states.get(PREDICTOR_STATE) {
+                Some(state) => Predictor::restore(config.predict.clone(), state)?,
+                None => Predictor::new(config.predict.clone())?,
+            };
+            (
+                engine,
+                correlator,
+                predictor,
+                checkpoint.manifest.id,
+                resume,
+            )
         }
         None => (
             Engine::new(config.engine.watermark, detectors),
             Correlator::new(config.correlator.clone())?,
+            Predictor::new(config.predict.clone())?,
             0,
             HashMap::new(),
         ),
     };
+    predictor.check_jobs().await?;
+    tracing::info!(jobs = ?predictor.job_names().collect::<Vec<_>>(), "forecast jobs planned");
 
     let mut registry = Registry::default();
     let connector_metrics = ConnectorMetrics::register(&mut registry);
@@ -204,7 +218,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         incident_versions: 0,
         planner,
         planned: HashMap::new(),
-        predictor: Predictor::new(config.predict.clone()),
+        predictor,
         cycle_metrics,
     };
     let outcome = state.run(received, outcomes).await;
@@ -556,29 +570,52 @@ impl Loop<'_> {
         Ok(())
     }
 
-    /// The samples of the metrics the predictor forecasts, from a metric-samples batch.
+    /// The samples of the metrics the predictor forecasts: from a metric-samples batch
+    /// (entity, name, value, time) or a DCGM batch (gpu_uuid, fields, time).
     fn feed_predictor(&mut self, rows: &arrow::record_batch::RecordBatch) {
         use arrow::array::{Array, AsArray};
         use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
         let column = |name: &str| rows.column_by_name(name);
-        let (Some(entity), Some(name), Some(value), Some(time)) = (
-            column("entity"),
-            column("name"),
-            column("value"),
-            column("time"),
-        ) else {
+        let Some(time) =
+            column("time").and_then(|t| t.as_primitive_opt::<TimestampMicrosecondType>())
+        else {
             return;
         };
-        let (Some(entity), Some(name), Some(value), Some(time)) = (
-            entity.as_string_opt::<i32>(),
-            name.as_string_opt::<i32>(),
-            value.as_primitive_opt::<Float64Type>(),
-            time.as_primitive_opt::<TimestampMicrosecondType>(),
+        if let (Some(gpu), Some(fields)) = (
+            column("gpu_uuid").and_then(|c| c.as_string_opt::<i32>()),
+            column("fields").and_then(|c| c.as_map_opt()),
+        ) {
+            let names = fields.keys().as_string_opt::<i32>();
+            let values = fields.values().as_primitive_opt::<Float64Type>();
+            let (Some(names), Some(values)) = (names, values) else {
+                return;
+            };
+            let offsets = fields.value_offsets();
+            for row in 0..rows.num_rows() {
+                let entries = usize::try_from(offsets[row]).unwrap_or(0)
+                    ..usize::try_from(offsets[row + 1]).unwrap_or(0);
+                for entry in entries {
+                    if values.is_valid(entry) && self.predictor.wants(names.value(entry)) {
+                        self.predictor.observe(
+                            gpu.value(row),
+                            names.value(entry),
+                            time.value(row),
+                            values.value(entry),
+                        );
+                    }
+                }
+            }
+            return;
+        }
+        let (Some(entity), Some(name), Some(value)) = (
+            column("entity").and_then(|c| c.as_string_opt::<i32>()),
+            column("name").and_then(|c| c.as_string_opt::<i32>()),
+            column("value").and_then(|c| c.as_primitive_opt::<Float64Type>()),
         ) else {
             return;
         };
         for row in 0..rows.num_rows() {
-            if name.is_null(row) || !self.predictor.wants(name.value(row)) {
+            if name.is_null(row) || value.is_null(row) || !self.predictor.wants(name.value(row)) {
                 continue;
             }
             self.predictor.observe(
@@ -593,7 +630,27 @@ impl Loop<'_> {
     /// One predictive cycle at event time `now_us`: proactive plans to the planner's topic,
     /// the cycle report to the log and the metrics.
     async fn predict(&mut self, now_us: i64) -> anyhow::Result<()> {
-        let cycle = self.predictor.cycle(now_us);
+        let cycle = match self.predictor.cycle(now_us).await {
+            Ok(cycle) => cycle,
+            Err(error) => {
+                // A job that fails on this cycle's data must not stop detection.
+                tracing::error!(%error, "predictive cycle failed");
+                self.cycle_metrics.failed();
+                return Ok(());
+            }
+        };
+        for forecast in &cycle.forecasts {
+            tracing::debug!(
+                job = %forecast.job,
+                entity = %forecast.entity,
+                forecast = %forecast.forecast,
+                resource = ?forecast.resource,
+                value = forecast.value,
+                time_to_exhaustion_s = ?forecast.time_to_exhaustion_s,
+                "forecast"
+            );
+        }
+        self.cycle_metrics.forecasts(&cycle.forecasts);
         let report = &cycle.report;
         tracing::info!(
             cycle_id = %report.cycle_id,
@@ -681,6 +738,9 @@ impl Loop<'_> {
         checkpoint
             .states
             .insert(CORRELATOR_STATE.to_owned(), self.correlator.snapshot()?);
+        checkpoint
+            .states
+            .insert(PREDICTOR_STATE.to_owned(), self.predictor.snapshot()?);
         let path = self.store.write(&checkpoint)?;
         for (committer, covered) in self.committers.iter().zip(&self.covered) {
             let committed = if last {

@@ -793,7 +793,8 @@ async fn proactive_plans_reach_the_remediation_topic() {
         .collect();
     let setup = RunSetup {
         // Keys of the [predict] table the configuration ends with.
-        extra: "cycle_interval_s = 60\nwindow_s = 60\n\n[[predict.capacity]]\n\
+        // A ten-minute "season": the capacity job wants one before it forecasts.
+        extra: "cycle_interval_s = 60\nwindow_s = 60\nseason_points = 10\n\n[[predict.capacity]]\n\
                 resource = \"storage\"\nmetric = \"db_storage_gb\"\nlimit = 1000.0\n"
             .to_owned(),
         ..run_setup(

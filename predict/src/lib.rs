@@ -23,4 +23,4 @@ pub mod risk;
 pub mod windows;
 
 pub use error::PredictError;
-pub use predictor::{CapacityResource, Cycle, Predictor, PredictorConfig};
+pub use predictor::{CapacityResource, Cycle, CycleJobs, Predictor, PredictorConfig};

@@ -6,12 +6,17 @@
 //! At each cycle every entity's current features are recorded as an example; an example is
 //! labelled once `risk_horizon_s` has passed (positive if an incident opened for the entity in
 //! that time), the newest `max_examples` are kept, and the risk model is retrained every
-//! `retrain_every` cycles when both labels exist. [`Predictor::snapshot`] saves all of it
+//! `retrain_every` cycles when both labels exist. A proactive plan is made once per condition
+//! (entity, rule, template, parameters) until its act-within deadline passes, then again if
+//! the condition still holds. [`Predictor::snapshot`] saves all of it
 //! (windows, history, model) for a checkpoint, so a restart forecasts from where it stopped.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use opsloop_schemas::ops::{CycleReport, RemediationEvent};
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +112,20 @@ pub struct Cycle {
 
 const FEATURES: [&str; 3] = ["latency_vs_sla", "latency_trend", "capacity_share"];
 
+/// A cycle's forecast jobs with the windows they read (see [`Predictor::start_cycle`]).
+#[derive(Debug)]
+pub struct CycleJobs {
+    jobs: ForecastJobs,
+    windows: RecordBatch,
+    inputs: CycleInputs,
+}
+
+impl CycleJobs {
+    pub async fn run(self) -> Result<Vec<Forecast>, PredictError> {
+        self.jobs.run(self.windows, &self.inputs).await
+    }
+}
+
 /// What a checkpoint keeps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct State {
@@ -117,6 +136,8 @@ struct State {
     pending: Vec<(String, i64, Vec<f64>)>,
     examples: VecDeque<Example>,
     model: Option<RiskModel>,
+    /// Proactive plans made, by entity, rule, template and parameters: until their deadline.
+    issued: BTreeMap<String, i64>,
     cycles: u64,
     failures_since: i64,
     executed_since: i64,
@@ -145,6 +166,7 @@ impl Predictor {
             pending: Vec::new(),
             examples: VecDeque::new(),
             model: None,
+            issued: BTreeMap::new(),
             cycles: 0,
             failures_since: 0,
             executed_since: 0,
@@ -199,6 +221,11 @@ impl Predictor {
             || self.config.metrics.iter().any(|m| m == metric)
     }
 
+    /// The windows kept so far.
+    pub fn windows(&self) -> &Windows {
+        &self.state.windows
+    }
+
     pub fn model(&self) -> Option<&RiskModel> {
         self.state.model.as_ref()
     }
@@ -207,6 +234,68 @@ impl Predictor {
     pub fn observe(&mut self, entity: &str, metric: &str, time_us: i64, value: f64) {
         if self.wants(metric) {
             self.state.windows.observe(entity, metric, time_us, value);
+        }
+    }
+
+    /// The samples of the metrics it forecasts in a micro-batch of the engine's stream tables:
+    /// metric samples (entity, name, value, time) or DCGM samples (gpu_uuid, fields map,
+    /// time). Other tables are ignored.
+    pub fn observe_batch(&mut self, rows: &RecordBatch) {
+        let column = |name: &str| rows.column_by_name(name);
+        // Event time, µs: `time` (a timestamp) or `time_us` (as the records carry it).
+        let Some(time) = ["time", "time_us"]
+            .into_iter()
+            .find_map(column)
+            .and_then(|t| cast(t, &DataType::Int64).ok())
+        else {
+            return;
+        };
+        let Some(time) = time.as_primitive_opt::<Int64Type>() else {
+            return;
+        };
+        if let (Some(gpu), Some(fields)) = (
+            column("gpu_uuid").and_then(|c| c.as_string_opt::<i32>()),
+            column("fields").and_then(|c| c.as_map_opt()),
+        ) {
+            let names = fields.keys().as_string_opt::<i32>();
+            let values = fields.values().as_primitive_opt::<Float64Type>();
+            let (Some(names), Some(values)) = (names, values) else {
+                return;
+            };
+            let offsets = fields.value_offsets();
+            for row in 0..rows.num_rows() {
+                let entries = usize::try_from(offsets[row]).unwrap_or(0)
+                    ..usize::try_from(offsets[row + 1]).unwrap_or(0);
+                for entry in entries {
+                    if values.is_valid(entry) && self.wants(names.value(entry)) {
+                        self.observe(
+                            gpu.value(row),
+                            names.value(entry),
+                            time.value(row),
+                            values.value(entry),
+                        );
+                    }
+                }
+            }
+            return;
+        }
+        let (Some(entity), Some(name), Some(value)) = (
+            column("entity").and_then(|c| c.as_string_opt::<i32>()),
+            column("name").and_then(|c| c.as_string_opt::<i32>()),
+            column("value").and_then(|c| c.as_primitive_opt::<Float64Type>()),
+        ) else {
+            return;
+        };
+        for row in 0..rows.num_rows() {
+            if name.is_null(row) || value.is_null(row) || !self.wants(name.value(row)) {
+                continue;
+            }
+            self.observe(
+                entity.value(row),
+                name.value(row),
+                time.value(row),
+                value.value(row),
+            );
         }
     }
 
@@ -239,15 +328,30 @@ impl Predictor {
         }
     }
 
-    /// Forecasts, scores, plans and reports as of `now_us`.
+    /// Forecasts, scores, plans and reports as of `now_us`: [`start_cycle`](Self::start_cycle),
+    /// its jobs, [`finish_cycle`](Self::finish_cycle).
     pub async fn cycle(&mut self, now_us: i64) -> Result<Cycle, PredictError> {
-        let forecasts = self
-            .jobs
-            .run(self.state.windows.to_batch(), &self.inputs(now_us))
-            .await?;
+        let jobs = self.start_cycle(now_us);
+        let forecasts = jobs.run().await?;
+        Ok(self.finish_cycle(now_us, forecasts))
+    }
+
+    /// The forecast jobs of a cycle at `now_us` over the windows as they are now, to run apart
+    /// from the predictor (which goes on observing). The next cycle is due `cycle_interval_s`
+    /// after this one, whether its jobs succeed or not.
+    pub fn start_cycle(&mut self, now_us: i64) -> CycleJobs {
+        self.state.last_cycle_us = Some(now_us);
+        CycleJobs {
+            jobs: self.jobs.clone(),
+            windows: self.state.windows.to_batch(),
+            inputs: self.inputs(now_us),
+        }
+    }
+
+    /// Scores, plans and reports the cycle at `now_us` from its jobs' `forecasts`.
+    pub fn finish_cycle(&mut self, now_us: i64, forecasts: Vec<Forecast>) -> Cycle {
         let state = &mut self.state;
         state.cycles += 1;
-        state.last_cycle_us = Some(now_us);
         let cycle_id = format!("cycle-{}-{now_us}", state.cycles);
         let mut models_updated = Vec::new();
         self.label(now_us);
@@ -263,6 +367,7 @@ impl Predictor {
                 self.state.model = Some(model);
             }
         }
+        self.state.issued.retain(|_, until| *until > now_us);
         let mut entities: Vec<String> = self
             .state
             .windows
@@ -281,7 +386,22 @@ impl Predictor {
                 self.state.pending.push((entity.clone(), now_us, features));
             }
             for plan in evaluate(&self.config.rules, &outlook) {
-                events.push(to_event(&plan, &entity, &cycle_id, now_us));
+                // One plan per condition until its deadline: a forecast that stays above a
+                // threshold for a week asks for capacity once, not at every cycle.
+                let key = format!("{entity}/{}/{}/{:?}", plan.rule, plan.template, plan.params);
+                if self
+                    .state
+                    .issued
+                    .get(&key)
+                    .is_some_and(|until| *until > now_us)
+                {
+                    continue;
+                }
+                let event = to_event(&plan, &entity, &cycle_id, now_us);
+                self.state
+                    .issued
+                    .insert(key, event.deadline_us.unwrap_or(now_us));
+                events.push(event);
             }
             outlooks.push(outlook);
         }
@@ -298,12 +418,12 @@ impl Predictor {
         };
         state.executed_since = 0;
         state.verified_since = 0;
-        Ok(Cycle {
+        Cycle {
             report,
             forecasts,
             outlooks,
             events,
-        })
+        }
     }
 
     /// What the forecasts about `entity` and the risk model say.

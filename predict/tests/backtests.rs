@@ -1,9 +1,12 @@
 //! Backtests on generated series with known futures: Holt-Winters against the naive seasonal
-//! forecast on each series family, time to exhaustion on linear growth, and the failure-risk
-//! model's precision and recall on a held-out part of a generated incident history.
+//! forecast on each series family, the built-in forecast jobs (SQL) against it too, time to
+//! exhaustion on linear growth, and the failure-risk model's precision and recall on a
+//! held-out part of a generated incident history.
 
-use opsloop_predict::forecast::{backtest, time_to_exhaustion};
+use opsloop_predict::forecast::{backtest, mape, mase, time_to_exhaustion};
+use opsloop_predict::jobs::{CycleInputs, ForecastJobs};
 use opsloop_predict::risk::{Example, RiskModel, Training, precision_recall};
+use opsloop_predict::windows::Windows;
 
 /// A deterministic normal generator (xorshift + Box-Muller).
 struct Noise(u64);
@@ -56,6 +59,99 @@ fn holt_winters_beats_the_naive_seasonal_forecast_on_every_family() {
         assert!(result.origins >= 20);
         assert!(result.mase < result.naive_mase, "{name}: {result:?}");
         assert!(result.mape < result.naive_mape, "{name}: {result:?}");
+    }
+}
+
+/// (job forecasts, naive seasonal forecasts, actuals) of one series.
+#[derive(Default)]
+struct Scores {
+    job: Vec<f64>,
+    naive: Vec<f64>,
+    actual: Vec<f64>,
+}
+
+impl Scores {
+    fn report(&self, name: &str, train: &[f64]) -> (f64, f64, f64, f64) {
+        let scores = (
+            mape(&self.actual, &self.job),
+            mape(&self.actual, &self.naive),
+            mase(&self.actual, &self.job, train, DAY),
+            mase(&self.actual, &self.naive, train, DAY),
+        );
+        eprintln!(
+            "{name} job: {} origins, MAPE {:.2}% vs naive {:.2}%, MASE {:.3} vs naive {:.3}",
+            self.actual.len(),
+            scores.0,
+            scores.1,
+            scores.2,
+            scores.3
+        );
+        scores
+    }
+}
+
+#[tokio::test]
+async fn the_forecast_jobs_beat_the_naive_seasonal_forecast() {
+    const HOUR_US: i64 = 3_600_000_000;
+    let start_us = 1_795_046_400 * 1_000_000;
+    let days = 28;
+    let latency = family(days, 120.0, 0.05, 40.0, 6.0, 21);
+    let cost = family(days, 3.0, 0.002, 0.6, 0.05, 22);
+    let qps = family(days, 800.0, 0.0, 240.0, 20.0, 23);
+    let per_query: Vec<f64> = cost
+        .iter()
+        .zip(&qps)
+        .map(|(c, q)| c / (q * 3600.0))
+        .collect();
+    let jobs = ForecastJobs::builtin();
+    let (mut p99, mut cost_per_query) = (Scores::default(), Scores::default());
+    let first_origin = 14 * DAY;
+    // Each origin: the windows before it, the jobs' forecasts, and the naive seasonal one (the
+    // value a season before the forecast hour) against what happened.
+    for origin in (first_origin..latency.len() - DAY).step_by(12) {
+        let mut windows = Windows::new(3600, 10_000);
+        for hour in 0..origin {
+            let time_us = start_us + hour as i64 * HOUR_US;
+            windows.observe("db-1", "db_query_latency_ms", time_us, latency[hour]);
+            windows.observe("db-1", "db_cost_usd_per_hour", time_us, cost[hour]);
+            windows.observe("db-1", "db_qps", time_us, qps[hour]);
+        }
+        let inputs = CycleInputs {
+            now_us: start_us + (origin as i64 - 1) * HOUR_US,
+            window_s: 3600,
+            season_steps: DAY as i64,
+            latency_metric: "db_query_latency_ms".to_owned(),
+            capacity: Vec::new(),
+        };
+        let forecasts = jobs.run(windows.to_batch(), &inputs).await.expect("jobs");
+        let value = |forecast: &str| {
+            forecasts
+                .iter()
+                .find(|f| f.entity == "db-1" && f.forecast == forecast)
+                .unwrap_or_else(|| panic!("no {forecast}"))
+                .value
+        };
+        // The next hour (one window); a day ahead (window origin + 23).
+        p99.job.push(value("latency_p99_ms"));
+        p99.naive.push(latency[origin - DAY]);
+        p99.actual.push(latency[origin]);
+        let day_ahead = origin + DAY - 1;
+        cost_per_query.job.push(value("cost_per_query_usd"));
+        cost_per_query.naive.push(per_query[day_ahead - DAY]);
+        cost_per_query.actual.push(per_query[day_ahead]);
+    }
+    for (name, scores, train) in [
+        ("p99 latency", &p99, &latency[..first_origin]),
+        (
+            "cost per query",
+            &cost_per_query,
+            &per_query[..first_origin],
+        ),
+    ] {
+        let (mape, naive_mape, mase, naive_mase) = scores.report(name, train);
+        assert!(scores.actual.len() >= 20);
+        assert!(mape < naive_mape, "{name}: {mape} vs {naive_mape}");
+        assert!(mase < naive_mase, "{name}: {mase} vs {naive_mase}");
     }
 }
 

@@ -74,12 +74,28 @@ async fn the_cycle_plans_ahead_for_the_database_heading_for_trouble() {
     let mut predictor = Predictor::new(config()).expect("predictor");
     let mut trained = Vec::new();
     let mut last = None;
+    let mut capacity_plans = Vec::new();
     for minute in 0..=END_MINUTE {
         if let Some(cycle) = step(&mut predictor, minute).await {
             trained.extend(cycle.report.models_updated.clone());
+            capacity_plans.extend(
+                cycle
+                    .events
+                    .iter()
+                    .filter(|e| e.rationale.starts_with("capacity"))
+                    .map(|e| (minute, e.target.clone())),
+            );
             last = Some(cycle);
         }
     }
+    // Storage heads for full from the first cycle that has a day of windows; the plan is made
+    // then and not again within its week.
+    assert_eq!(capacity_plans.len(), 1, "{capacity_plans:?}");
+    assert_eq!(capacity_plans[0].1, "db-hot");
+    assert!(
+        (1440..1440 + 60).contains(&capacity_plans[0].0),
+        "{capacity_plans:?}"
+    );
     let cycle = last.expect("cycles ran");
     assert!(!trained.is_empty(), "the risk model was trained");
     let report = &cycle.report;
@@ -114,10 +130,6 @@ async fn the_cycle_plans_ahead_for_the_database_heading_for_trouble() {
         .iter()
         .map(|e| (e.target.as_str(), e.template.as_str()))
         .collect();
-    assert!(
-        rules.contains(&("db-hot", "webhook.capacity_plan")),
-        "{rules:?}"
-    );
     assert!(
         cycle.events.iter().all(|e| e.target == "db-hot"),
         "nothing for the calm one: {rules:?}"
@@ -161,14 +173,12 @@ fn assert_same(got: &Cycle, expected: &Cycle) {
 #[tokio::test]
 async fn a_restored_predictor_carries_on_as_if_it_had_never_stopped() {
     let mut uninterrupted = Predictor::new(config()).expect("predictor");
-    let mut interrupted = Predictor::new(config()).expect("predictor");
     let stop = 2 * 1440 + 7 * 60 + 13;
     for minute in 0..stop {
         step(&mut uninterrupted, minute).await;
-        step(&mut interrupted, minute).await;
     }
-    let snapshot = interrupted.snapshot().expect("snapshot");
-    drop(interrupted);
+    // What a checkpoint at `stop` holds, read back by a new process.
+    let snapshot = uninterrupted.snapshot().expect("snapshot");
     let mut restored = Predictor::restore(config(), &snapshot).expect("restore");
     assert!(restored.model().is_some(), "the risk model came back");
     let mut compared = 0;

@@ -107,6 +107,39 @@ async fn capacity_a_week_out_and_time_to_exhaustion() {
     );
 }
 
+#[tokio::test]
+async fn a_daily_cycle_is_not_taken_for_growth() {
+    // Connections swing 100 +- 40 around the day against 200, with no growth; the last window
+    // is 11:00 of day 4, on the morning ramp.
+    let daily = |h: f64| 100.0 + 40.0 * (TAU * (h - 9.0) / 24.0).sin();
+    let hours = 3 * 24 + 12;
+    let mut windows = Windows::new(HOUR_S, 1000);
+    series(&mut windows, "db-1", "db_connections_active", hours, daily);
+    series(&mut windows, "db-1", "db_connections_max", hours, |_| 200.0);
+    let now_us = START_US + (hours - 1) * HOUR_US;
+    let forecasts = ForecastJobs::builtin()
+        .run(windows.to_batch(), &inputs(now_us, Vec::new()))
+        .await
+        .expect("jobs");
+    // The day's peak, 140 of 200; a line through the ramp alone would say far more.
+    let share = find(&forecasts, "db-1", "capacity_share", Some("connections"));
+    eprintln!("a daily cycle: {:.3} of the limit a week out", share.value);
+    assert!((0.69..0.73).contains(&share.value), "{share:?}");
+
+    // The ramp alone (the last 12 hours) is under a season: no forecast.
+    let mut ramp = Windows::new(HOUR_S, 1000);
+    for hour in hours - 12..hours {
+        let time = START_US + hour * HOUR_US;
+        ramp.observe("db-1", "db_connections_active", time, daily(hour as f64));
+        ramp.observe("db-1", "db_connections_max", time, 200.0);
+    }
+    let forecasts = ForecastJobs::builtin()
+        .run(ramp.to_batch(), &inputs(now_us, Vec::new()))
+        .await
+        .expect("jobs");
+    assert!(forecasts.is_empty(), "{forecasts:#?}");
+}
+
 /// A daily load cycle peaking at 15:00 UTC: 1.3 at the peak, 0.7 at the trough.
 fn load(hour: f64) -> f64 {
     1.0 + 0.3 * (TAU * (hour - 9.0) / 24.0).sin()

@@ -6,9 +6,13 @@
 //! sources' decoders into Arrow micro-batches and run through the same [`Engine`] as
 //! `opsloop run`:
 //! watermarks, the SQL detectors per event-time window, alerts, and the correlator on the
-//! watermark, incidents. The live view prints every alert as its window closes, every
-//! incident version, and a status line every five minutes of event time; the summary scores
-//! the alerts against the simulator's ground truth and lists the incidents.
+//! watermark, incidents; the predictive cycle every five minutes of event time, over
+//! one-minute windows (forecast jobs, proactive plans). The live view prints every alert as its
+//! window closes, every incident version, every proactive plan and a status line every five
+//! minutes of event time; the summary scores the alerts against the simulator's ground truth,
+//! lists the incidents and the last cycle's forecasts. The latency and cost forecasts need two
+//! full days of windows: `--duration 49h --tick-delay 0s` runs that flat out in under two
+//! minutes (release build).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,6 +33,7 @@ use opsloop_engine::detector::{
 };
 use opsloop_engine::runtime::Engine;
 use opsloop_engine::time::{PartitionId, WatermarkConfig};
+use opsloop_predict::{CapacityResource, Cycle, Predictor, PredictorConfig};
 use opsloop_schemas::ops::{Alert, Incident, IncidentState};
 use opsloop_schemas::telemetry::GpuSample;
 use opsloop_schemas::{AvroRecord, Codec, SchemaRegistry, WireFormat, topics};
@@ -129,6 +134,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let mut engine = Engine::new(watermarks, detectors);
     let mut correlator = Correlator::new(CorrelatorConfig::default())?;
+    let mut predictor = Predictor::new(predictor_config())?;
+    let mut last_cycle: Option<Cycle> = None;
+    let mut cycle_times: Vec<Duration> = Vec::new();
     let mut incidents: BTreeMap<String, Incident> = BTreeMap::new();
     let codec = Codec::new(WireFormat::Confluent, Arc::new(SchemaRegistry::builtin()));
     let mut metrics = InProcessTopic::new(
@@ -156,6 +164,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ];
         for (table, (rows, partition)) in carried {
             let output = engine.process(table, &rows, &[partition], Instant::now())?;
+            predictor.observe_batch(&rows);
             for alert in &output.alerts {
                 println!("{}", alert_line(alert));
                 correlator.observe(alert);
@@ -164,7 +173,25 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             if let Some(watermark) = engine.status().watermark_us {
                 for incident in correlator.advance(watermark).versions {
                     println!("{}", incident_line(&incident));
+                    if incident.state == IncidentState::Open {
+                        predictor.incident_opened(&incident.entity, incident.opened_us);
+                    }
                     incidents.insert(incident.incident_id.clone(), incident);
+                }
+                if predictor.due(watermark) {
+                    let cycle_started = Instant::now();
+                    let cycle = predictor.cycle(watermark).await?;
+                    cycle_times.push(cycle_started.elapsed());
+                    for event in &cycle.events {
+                        println!(
+                            "PLAN     {} {:<22} {:<6} {}",
+                            clock(watermark),
+                            event.template,
+                            event.target,
+                            event.rationale
+                        );
+                    }
+                    last_cycle = Some(cycle);
                 }
             }
         }
@@ -199,7 +226,74 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         print_detections(fleet.ground_truth(), &alerts, started_us);
     }
     print_incidents(&incidents);
+    if let Some(slowest) = cycle_times.iter().max() {
+        println!(
+            "{} predictive cycles: {:.1} ms mean, {:.1} ms the slowest",
+            cycle_times.len(),
+            cycle_times.iter().sum::<Duration>().as_secs_f64() * 1e3 / cycle_times.len() as f64,
+            slowest.as_secs_f64() * 1e3
+        );
+    }
+    match &last_cycle {
+        Some(cycle) if cycle.forecasts.is_empty() => println!(
+            "\nno forecasts yet: capacity needs a day of one-minute windows, latency and cost \
+             two (--duration 49h --tick-delay 0s)"
+        ),
+        Some(cycle) => print_forecasts(cycle),
+        None => {}
+    }
     Ok(())
+}
+
+/// One-minute windows and a cycle every five minutes, so half an hour shows trends; disks of
+/// the simulated fleet (100 GB to 1.5 TB) against a 2 TB limit.
+fn predictor_config() -> PredictorConfig {
+    PredictorConfig {
+        cycle_interval_s: 300,
+        window_s: 60,
+        season_points: 1440,
+        history_points: 3 * 1440,
+        capacity: vec![CapacityResource {
+            resource: "storage".to_owned(),
+            metric: "db_disk_used_bytes".to_owned(),
+            limit: 2e12,
+        }],
+        ..PredictorConfig::default()
+    }
+}
+
+/// The last cycle's forecasts, one line per entity.
+fn print_forecasts(cycle: &Cycle) {
+    println!(
+        "
+forecasts ({}, {}: {} failures, {} proactive plans)",
+        cycle.report.cycle_id,
+        clock(cycle.report.time_us),
+        cycle.report.failures_detected,
+        cycle.report.proactive_plans
+    );
+    for outlook in cycle.outlooks.iter().filter(|o| !o.forecasts.is_empty()) {
+        let parts: Vec<String> = outlook
+            .forecasts
+            .iter()
+            .map(|f| {
+                let what = f.resource.as_deref().unwrap_or(&f.forecast);
+                let value = match f.forecast.as_str() {
+                    "capacity_share" => format!("{:.0}% a week out", f.value * 100.0),
+                    "latency_p99_ms" => format!("{:.0} ms next hour", f.value),
+                    "cost_per_query_usd" => format!("{:.2e} USD a day out", f.value),
+                    "cost_usd_per_hour" => format!("{:.2} USD/h a day out", f.value),
+                    _ => format!("{:+.3}", f.value),
+                };
+                let full = f
+                    .time_to_exhaustion_s
+                    .map(|s| format!(" (full in {:.1} d)", s / 86_400.0))
+                    .unwrap_or_default();
+                format!("{what} {value}{full}")
+            })
+            .collect();
+        println!("{:<12} {}", outlook.entity, parts.join("; "));
+    }
 }
 
 fn incident_line(incident: &Incident) -> String {

@@ -191,6 +191,7 @@ pub(super) struct CycleMetrics {
     failures_detected: Gauge,
     operations_executed: Gauge,
     success_rate: Gauge<f64, std::sync::atomic::AtomicU64>,
+    duration: Gauge<f64, std::sync::atomic::AtomicU64>,
     models_updated: Counter,
     proactive_plans: Counter,
     failed: Counter,
@@ -227,6 +228,11 @@ impl CycleMetrics {
             "opsloop_cycle_success_rate",
             "Verified over finished actions in the last cycle (NaN when none)",
             metrics.success_rate.clone(),
+        );
+        registry.register(
+            "opsloop_cycle_duration_seconds",
+            "Wall time of the last cycle: forecast jobs, risk scoring, rules",
+            metrics.duration.clone(),
         );
         registry.register(
             "opsloop_models_updated",
@@ -268,8 +274,9 @@ impl CycleMetrics {
         }
     }
 
-    pub(super) fn record(&self, report: &CycleReport) {
+    pub(super) fn record(&self, report: &CycleReport, seconds: f64) {
         self.cycles.inc();
+        self.duration.set(seconds);
         self.failures_detected.set(report.failures_detected);
         self.operations_executed.set(report.operations_executed);
         self.success_rate

@@ -40,7 +40,8 @@ use opsloop_engine::runtime::{Engine, Output};
 use opsloop_engine::time::PartitionId;
 use opsloop_planner::learning::Learner;
 use opsloop_planner::{Planner, PlannerConfig};
-use opsloop_predict::Predictor;
+use opsloop_predict::jobs::Forecast;
+use opsloop_predict::{PredictError, Predictor};
 use opsloop_schemas::ops::{ActionOutcome, ActionStep, Incident, IncidentState};
 use opsloop_schemas::telemetry::{FeatureSample, GpuSample, LogRecord};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
@@ -219,6 +220,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         planner,
         planned: HashMap::new(),
         predictor,
+        cycle_in_flight: None,
         cycle_metrics,
     };
     let outcome = state.run(received, outcomes).await;
@@ -436,7 +438,42 @@ struct Loop<'a> {
     /// Planned action id -> the failure type it answers (what the learner learns per).
     planned: HashMap<String, String>,
     predictor: Predictor,
+    /// The forecast jobs of the cycle under way, on their own task so that ingestion goes on.
+    cycle_in_flight: Option<InFlightCycle>,
     cycle_metrics: CycleMetrics,
+}
+
+#[derive(Debug)]
+struct InFlightCycle {
+    now_us: i64,
+    started: Instant,
+    jobs: tokio::task::JoinHandle<Result<Vec<Forecast>, PredictError>>,
+}
+
+struct FinishedCycle {
+    now_us: i64,
+    started: Instant,
+    forecasts: anyhow::Result<Vec<Forecast>>,
+}
+
+/// Resolves when the jobs in flight finish (never when none are), leaving the slot empty.
+async fn jobs_finished(in_flight: &mut Option<InFlightCycle>) -> FinishedCycle {
+    let Some(cycle) = in_flight.as_mut() else {
+        return std::future::pending().await;
+    };
+    let joined = (&mut cycle.jobs).await;
+    let InFlightCycle {
+        now_us, started, ..
+    } = in_flight.take().expect("in flight");
+    let forecasts = match joined {
+        Ok(forecasts) => forecasts.map_err(anyhow::Error::from),
+        Err(error) => Err(anyhow::Error::from(error).context("the forecast jobs' task")),
+    };
+    FinishedCycle {
+        now_us,
+        started,
+        forecasts,
+    }
 }
 
 impl Loop<'_> {
@@ -475,6 +512,8 @@ impl Loop<'_> {
                     self.publish(output).await?;
                 }
                 _ = checkpoints.tick() => self.checkpoint(false).await?,
+                finished = jobs_finished(&mut self.cycle_in_flight),
+                    if self.cycle_in_flight.is_some() => self.predict(finished).await?,
                 Some(outcome) = outcomes.recv() => self.learn(&outcome).await?,
             }
         }
@@ -515,7 +554,7 @@ impl Loop<'_> {
         let output = self
             .engine
             .process(table, &batch.rows, &partitions, Instant::now())?;
-        self.feed_predictor(&batch.rows);
+        self.predictor.observe_batch(&batch.rows);
         self.covered[index].merge(&batch.offsets);
         self.publish(output).await
     }
@@ -563,75 +602,29 @@ impl Loop<'_> {
         }
         self.correlator_metrics.status(&self.correlator.status());
         if let Some(watermark) = self.engine.status().watermark_us
+            && self.cycle_in_flight.is_none()
             && self.predictor.due(watermark)
         {
-            self.predict(watermark).await?;
+            let jobs = self.predictor.start_cycle(watermark);
+            self.cycle_in_flight = Some(InFlightCycle {
+                now_us: watermark,
+                started: Instant::now(),
+                jobs: tokio::spawn(jobs.run()),
+            });
         }
         Ok(())
     }
 
-    /// The samples of the metrics the predictor forecasts: from a metric-samples batch
-    /// (entity, name, value, time) or a DCGM batch (gpu_uuid, fields, time).
-    fn feed_predictor(&mut self, rows: &arrow::record_batch::RecordBatch) {
-        use arrow::array::{Array, AsArray};
-        use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
-        let column = |name: &str| rows.column_by_name(name);
-        let Some(time) =
-            column("time").and_then(|t| t.as_primitive_opt::<TimestampMicrosecondType>())
-        else {
-            return;
-        };
-        if let (Some(gpu), Some(fields)) = (
-            column("gpu_uuid").and_then(|c| c.as_string_opt::<i32>()),
-            column("fields").and_then(|c| c.as_map_opt()),
-        ) {
-            let names = fields.keys().as_string_opt::<i32>();
-            let values = fields.values().as_primitive_opt::<Float64Type>();
-            let (Some(names), Some(values)) = (names, values) else {
-                return;
-            };
-            let offsets = fields.value_offsets();
-            for row in 0..rows.num_rows() {
-                let entries = usize::try_from(offsets[row]).unwrap_or(0)
-                    ..usize::try_from(offsets[row + 1]).unwrap_or(0);
-                for entry in entries {
-                    if values.is_valid(entry) && self.predictor.wants(names.value(entry)) {
-                        self.predictor.observe(
-                            gpu.value(row),
-                            names.value(entry),
-                            time.value(row),
-                            values.value(entry),
-                        );
-                    }
-                }
-            }
-            return;
-        }
-        let (Some(entity), Some(name), Some(value)) = (
-            column("entity").and_then(|c| c.as_string_opt::<i32>()),
-            column("name").and_then(|c| c.as_string_opt::<i32>()),
-            column("value").and_then(|c| c.as_primitive_opt::<Float64Type>()),
-        ) else {
-            return;
-        };
-        for row in 0..rows.num_rows() {
-            if name.is_null(row) || value.is_null(row) || !self.predictor.wants(name.value(row)) {
-                continue;
-            }
-            self.predictor.observe(
-                entity.value(row),
-                name.value(row),
-                time.value(row),
-                value.value(row),
-            );
-        }
-    }
-
-    /// One predictive cycle at event time `now_us`: proactive plans to the planner's topic,
-    /// the cycle report to the log and the metrics.
-    async fn predict(&mut self, now_us: i64) -> anyhow::Result<()> {
-        let cycle = match self.predictor.cycle(now_us).await {
-            Ok(cycle) => cycle,
+    /// The end of the predictive cycle whose jobs finished: proactive plans to the planner's
+    /// topic, the cycle report to the log, the metrics and its topic.
+    async fn predict(&mut self, finished: FinishedCycle) -> anyhow::Result<()> {
+        let FinishedCycle {
+            now_us,
+            started,
+            forecasts,
+        } = finished;
+        let forecasts = match forecasts {
+            Ok(forecasts) => forecasts,
             Err(error) => {
                 // A job that fails on this cycle's data must not stop detection.
                 tracing::error!(%error, "predictive cycle failed");
@@ -639,6 +632,7 @@ impl Loop<'_> {
                 return Ok(());
             }
         };
+        let cycle = self.predictor.finish_cycle(now_us, forecasts);
         for forecast in &cycle.forecasts {
             tracing::debug!(
                 job = %forecast.job,
@@ -659,9 +653,12 @@ impl Loop<'_> {
             success_rate = ?report.success_rate,
             models_updated = ?report.models_updated,
             proactive_plans = report.proactive_plans,
+            forecasts = cycle.forecasts.len(),
+            took_ms = started.elapsed().as_millis(),
             "predictive cycle"
         );
-        self.cycle_metrics.record(report);
+        self.cycle_metrics
+            .record(report, started.elapsed().as_secs_f64());
         self.alerts
             .send(&self.config.predict.report_topic, report)
             .await?;

@@ -133,6 +133,7 @@ async fn faults_on_a_real_postgres_are_detected_remediated_verified_and_audited(
         "actions",
         "approvals",
         "cycles",
+        "forecasts",
         "deadletter",
     ] {
         topics.insert(name, broker.create_topic(name, 1).await.expect("topic"));
@@ -205,6 +206,7 @@ actions_topic = "{actions}"
 learning_state = "{dir}/learning.json"
 [predict]
 report_topic = "{cycles}"
+forecasts_topic = "{forecasts}"
 "#,
             brokers = broker.bootstrap(),
             group = unique_name("loop"),
@@ -216,6 +218,7 @@ report_topic = "{cycles}"
             remediation = topics["remediation"],
             actions = topics["actions"],
             cycles = topics["cycles"],
+            forecasts = topics["forecasts"],
             dir = dir.path().display(),
         ),
     )

@@ -18,7 +18,7 @@ use std::time::Duration;
 use opsloop_connectors::generate::{FaultSpec, Fleet, FleetConfig};
 use opsloop_connectors::kafka::{KafkaSink, RecordWriter, SinkConfig};
 use opsloop_schemas::ops::{
-    Alert, CycleReport, Incident, IncidentState, RemediationEvent, RemediationKind,
+    Alert, CycleReport, Forecast, Incident, IncidentState, RemediationEvent, RemediationKind,
 };
 use opsloop_schemas::telemetry::{MetricBatch, MetricSample};
 use opsloop_schemas::{AvroRecord, Codec, SchemaRegistry, WireFormat};
@@ -90,6 +90,7 @@ struct RunSetup<'a> {
     incidents_topic: &'a str,
     remediation_topic: &'a str,
     cycles_topic: &'a str,
+    forecasts_topic: &'a str,
     deadletter_topic: &'a str,
     checkpoint_dir: &'a Path,
     /// More TOML, appended (e.g. `[notifications]`).
@@ -113,6 +114,7 @@ fn run_setup<'a>(
         incidents_topic: &topics.incidents,
         remediation_topic: &topics.remediation,
         cycles_topic: &topics.cycles,
+        forecasts_topic: &topics.forecasts,
         deadletter_topic: &topics.deadletter,
         checkpoint_dir,
         extra: String::new(),
@@ -171,6 +173,7 @@ listen = "127.0.0.1:0"
 
 [predict]
 report_topic = "{cycles}"
+forecasts_topic = "{forecasts}"
 {extra}
 "#,
             brokers = self.broker.bootstrap(),
@@ -182,6 +185,7 @@ report_topic = "{cycles}"
             incidents = self.incidents_topic,
             remediation = self.remediation_topic,
             cycles = self.cycles_topic,
+            forecasts = self.forecasts_topic,
             learning = self.checkpoint_dir.join("learning.json").display(),
             deadletter = self.deadletter_topic,
             extra = self.extra,
@@ -389,6 +393,7 @@ struct Topics {
     incidents: String,
     remediation: String,
     cycles: String,
+    forecasts: String,
     deadletter: String,
 }
 
@@ -411,6 +416,10 @@ async fn topics(broker: &TestBroker) -> Topics {
             .create_topic("cycles", PARTITIONS)
             .await
             .expect("cycles topic"),
+        forecasts: broker
+            .create_topic("forecasts", PARTITIONS)
+            .await
+            .expect("forecasts topic"),
         deadletter: broker
             .create_topic("deadletter", 1)
             .await
@@ -829,6 +838,25 @@ async fn proactive_plans_reach_the_remediation_topic() {
         reports.iter().any(|r| r.proactive_plans > 0),
         "the cycle reports count the plans: {reports:#?}"
     );
+    // Every cycle's forecasts are on their topic, each naming a cycle that reported.
+    let forecasts: Vec<Forecast> = read_records(&broker, &topics.forecasts);
+    let storage: Vec<&Forecast> = forecasts
+        .iter()
+        .filter(|f| f.entity == "db-grow" && f.resource.as_deref() == Some("storage"))
+        .collect();
+    assert!(!storage.is_empty(), "{forecasts:#?}");
+    for forecast in &storage {
+        assert_eq!(
+            (forecast.job.as_str(), forecast.forecast.as_str()),
+            ("capacity_next_week", "capacity_share")
+        );
+        assert!(forecast.value > 1.0, "{forecast:?}");
+        assert!(forecast.time_to_exhaustion_s.is_some_and(|s| s > 0.0));
+        assert!(
+            reports.iter().any(|r| r.cycle_id == forecast.cycle_id),
+            "{forecast:?}"
+        );
+    }
     let events: Vec<RemediationEvent> = read_records(&broker, &topics.remediation);
     let proactive: Vec<&RemediationEvent> = events
         .iter()

@@ -13,7 +13,8 @@
 //! forecast, e.g. `latency_p99_ms`, `capacity_share`, `cost_per_query_usd`) and `value`
 //! (number) are required; `resource` (text), `lower`, `upper`, `time_to_exhaustion_s`
 //! (numbers) and `horizon_s` (integer) are optional. A row whose value is NULL (too little
-//! history to forecast) is left out. The built-in jobs are the files of `sql/forecast/`.
+//! history to forecast) is left out. Rows become [`Forecast`] records (`ops.forecasts`). The
+//! built-in jobs are the files of `sql/forecast/`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,26 +26,9 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use opsloop_engine::sql_files::read_sql_files;
-use serde::Serialize;
+use opsloop_schemas::ops::Forecast;
 
 use crate::error::PredictError;
-
-/// One forecast a job made.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Forecast {
-    /// The job (file stem) that made it.
-    pub job: String,
-    pub entity: String,
-    /// What is forecast: `latency_p99_ms`, `capacity_share`, `cost_per_query_usd`, ...
-    pub forecast: String,
-    pub resource: Option<String>,
-    pub value: f64,
-    pub lower: Option<f64>,
-    pub upper: Option<f64>,
-    /// How far ahead, seconds.
-    pub horizon_s: Option<i64>,
-    pub time_to_exhaustion_s: Option<f64>,
-}
 
 /// What a cycle's jobs read besides the windows.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,7 +150,7 @@ impl ForecastJobs {
                 .map_err(|error| failed(error.to_string()))?;
             let mut made = Vec::new();
             for batch in &batches {
-                made.extend(rows(&job.name, batch).map_err(failed)?);
+                made.extend(rows(&job.name, inputs.now_us, batch).map_err(failed)?);
             }
             made.sort_by(|a, b| {
                 (&a.entity, &a.forecast, &a.resource).cmp(&(&b.entity, &b.forecast, &b.resource))
@@ -226,8 +210,9 @@ fn cycle_table(inputs: &CycleInputs) -> RecordBatch {
     RecordBatch::try_new(Arc::new(schema), columns).expect("columns match the schema")
 }
 
-/// The forecasts of one output batch (see the module docs for the columns).
-fn rows(job: &str, batch: &RecordBatch) -> Result<Vec<Forecast>, String> {
+/// The forecasts of one output batch (see the module docs for the columns), made at `now_us`;
+/// their cycle id is the predictor's to set.
+fn rows(job: &str, now_us: i64, batch: &RecordBatch) -> Result<Vec<Forecast>, String> {
     let column = |name: &str, to: &DataType, required: bool| -> Result<Option<ArrayRef>, String> {
         match batch.column_by_name(name) {
             Some(array) => cast(array, to)
@@ -287,6 +272,8 @@ fn rows(job: &str, batch: &RecordBatch) -> Result<Vec<Forecast>, String> {
             return Err(format!("row {row} has a NULL entity or forecast"));
         }
         forecasts.push(Forecast {
+            cycle_id: String::new(),
+            time_us: now_us,
             job: job.to_owned(),
             entity: entity.value(row).to_owned(),
             forecast: forecast.value(row).to_owned(),

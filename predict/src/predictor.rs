@@ -17,11 +17,11 @@ use std::path::PathBuf;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
-use opsloop_schemas::ops::{CycleReport, RemediationEvent};
+use opsloop_schemas::ops::{CycleReport, Forecast, RemediationEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PredictError;
-use crate::jobs::{CycleInputs, Forecast, ForecastJobs};
+use crate::jobs::{CycleInputs, ForecastJobs};
 use crate::proactive::{Outlook, ProactiveRules, evaluate, to_event};
 use crate::risk::{Example, RiskModel, Training};
 use crate::windows::Windows;
@@ -46,6 +46,8 @@ pub struct PredictorConfig {
     pub cycle_interval_s: i64,
     /// Where each cycle's report goes (ops.cycles).
     pub report_topic: String,
+    /// Where each forecast goes (ops.forecasts).
+    pub forecasts_topic: String,
     pub rules: ProactiveRules,
     /// Width of the windows the forecasts read, seconds.
     pub window_s: i64,
@@ -75,6 +77,7 @@ impl Default for PredictorConfig {
         PredictorConfig {
             cycle_interval_s: 300,
             report_topic: opsloop_schemas::topics::CYCLES.to_owned(),
+            forecasts_topic: opsloop_schemas::topics::FORECASTS.to_owned(),
             rules: ProactiveRules::default(),
             window_s: 300,
             history_points: 2016,
@@ -142,7 +145,9 @@ struct State {
     failures_since: i64,
     executed_since: i64,
     verified_since: i64,
-    last_cycle_us: Option<i64>,
+    /// Event time the next cycle's interval counts from (see [`Predictor::due`]).
+    interval_from_us: Option<i64>,
+    first_sample_us: Option<i64>,
 }
 
 /// See the module docs.
@@ -171,7 +176,8 @@ impl Predictor {
             failures_since: 0,
             executed_since: 0,
             verified_since: 0,
-            last_cycle_us: None,
+            interval_from_us: None,
+            first_sample_us: None,
         };
         Ok(Predictor {
             config,
@@ -207,11 +213,16 @@ impl Predictor {
         self.jobs.names()
     }
 
-    /// Whether a cycle is due at event time `now_us` (`cycle_interval_s` after the last).
-    pub fn due(&self, now_us: i64) -> bool {
-        self.state.last_cycle_us.is_none_or(|last| {
-            now_us >= last.saturating_add(self.config.cycle_interval_s * 1_000_000)
-        })
+    /// Whether a cycle is due at event time `now_us`: `cycle_interval_s` after the last one,
+    /// or, before the first, after the first sample kept (a cycle wants an interval of history
+    /// to forecast from; with nothing kept yet, after the first time this was asked).
+    pub fn due(&mut self, now_us: i64) -> bool {
+        let first_sample = self.state.first_sample_us;
+        let since = *self
+            .state
+            .interval_from_us
+            .get_or_insert(first_sample.unwrap_or(now_us));
+        now_us >= since.saturating_add(self.config.cycle_interval_s * 1_000_000)
     }
 
     /// Whether `metric` is kept as windows.
@@ -234,6 +245,8 @@ impl Predictor {
     pub fn observe(&mut self, entity: &str, metric: &str, time_us: i64, value: f64) {
         if self.wants(metric) {
             self.state.windows.observe(entity, metric, time_us, value);
+            let first = self.state.first_sample_us.get_or_insert(time_us);
+            *first = (*first).min(time_us);
         }
     }
 
@@ -340,7 +353,7 @@ impl Predictor {
     /// from the predictor (which goes on observing). The next cycle is due `cycle_interval_s`
     /// after this one, whether its jobs succeed or not.
     pub fn start_cycle(&mut self, now_us: i64) -> CycleJobs {
-        self.state.last_cycle_us = Some(now_us);
+        self.state.interval_from_us = Some(now_us);
         CycleJobs {
             jobs: self.jobs.clone(),
             windows: self.state.windows.to_batch(),
@@ -349,10 +362,13 @@ impl Predictor {
     }
 
     /// Scores, plans and reports the cycle at `now_us` from its jobs' `forecasts`.
-    pub fn finish_cycle(&mut self, now_us: i64, forecasts: Vec<Forecast>) -> Cycle {
+    pub fn finish_cycle(&mut self, now_us: i64, mut forecasts: Vec<Forecast>) -> Cycle {
         let state = &mut self.state;
         state.cycles += 1;
         let cycle_id = format!("cycle-{}-{now_us}", state.cycles);
+        for forecast in &mut forecasts {
+            forecast.cycle_id.clone_from(&cycle_id);
+        }
         let mut models_updated = Vec::new();
         self.label(now_us);
         if self

@@ -50,7 +50,7 @@ pub struct Outlook {
     /// Per resource: seconds until its limit is reached, when heading there.
     pub time_to_exhaustion_s: BTreeMap<String, f64>,
     /// Every forecast about the entity (latency, capacity, cost, ...).
-    pub forecasts: Vec<crate::jobs::Forecast>,
+    pub forecasts: Vec<opsloop_schemas::ops::Forecast>,
     /// The deployment serving the entity, when scaling it is possible.
     pub deployment: Option<String>,
     pub model_version: Option<String>,

@@ -4,8 +4,9 @@
 //! cost trend. A folder of jobs replaces the built-in ones; a broken job fails its check by
 //! name.
 
-use opsloop_predict::jobs::{CycleInputs, Forecast, ForecastJobs};
+use opsloop_predict::jobs::{CycleInputs, ForecastJobs};
 use opsloop_predict::windows::Windows;
+use opsloop_schemas::ops::Forecast;
 use std::f64::consts::TAU;
 
 const HOUR_S: i64 = 3600;

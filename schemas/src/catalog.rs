@@ -21,6 +21,7 @@ pub enum RecordKind {
     Approval,
     ActionOutcome,
     CycleReport,
+    Forecast,
     DeadLetter,
 }
 
@@ -88,6 +89,7 @@ record_kinds! {
     Approval => ops::Approval, "approval.avsc", "io.opsloop.ops", 9, action_id;
     ActionOutcome => ops::ActionOutcome, "action_outcome.avsc", "io.opsloop.ops", 10, action_id;
     CycleReport => ops::CycleReport, "cycle_report.avsc", "io.opsloop.ops", 12, cycle_id;
+    Forecast => ops::Forecast, "forecast.avsc", "io.opsloop.ops", 13, entity;
     DeadLetter => ops::DeadLetter, "dead_letter.avsc", "io.opsloop.ops", 11, source_topic;
 }
 
@@ -146,6 +148,10 @@ macro_rules! with_record_type {
             }
             $crate::RecordKind::CycleReport => {
                 type $ty = $crate::ops::CycleReport;
+                $body
+            }
+            $crate::RecordKind::Forecast => {
+                type $ty = $crate::ops::Forecast;
                 $body
             }
             $crate::RecordKind::DeadLetter => {

@@ -198,6 +198,19 @@ pub fn visit_all(visitor: &mut impl ExampleVisitor) {
         models_updated: vec!["risk-1717236000000000-5120".into()],
         proactive_plans: 2,
     });
+    visitor.visit(&Forecast {
+        cycle_id: "cycle-42-1717236000000000".into(),
+        time_us: t + 900,
+        job: "capacity_next_week".into(),
+        entity: "db-3".into(),
+        forecast: "capacity_share".into(),
+        resource: Some("storage".into()),
+        value: 0.87,
+        lower: None,
+        upper: None,
+        horizon_s: Some(604_800),
+        time_to_exhaustion_s: Some(5.2 * 86_400.0),
+    });
     visitor.visit(&DeadLetter {
         source_topic: "telemetry.metrics".into(),
         partition: 3,

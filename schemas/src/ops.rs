@@ -1,5 +1,5 @@
 //! Record types of the topics opsloop itself writes: alerts, incidents, remediation events,
-//! approvals, action outcomes, cycle reports and dead letters.
+//! approvals, action outcomes, cycle reports, forecasts and dead letters.
 //!
 //! Each type mirrors one `.avsc` file in `schemas/avro/`; field docs live there.
 
@@ -272,6 +272,31 @@ pub struct CycleReport {
     pub models_updated: Vec<String>,
     #[serde(default)]
     pub proactive_plans: i64,
+}
+
+/// One forecast of a predictive cycle (`ops.forecasts`): what a forecast job said about an
+/// entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Forecast {
+    pub cycle_id: String,
+    pub time_us: i64,
+    /// The forecast job (its file name) that made it.
+    pub job: String,
+    pub entity: String,
+    /// What is forecast: `latency_p99_ms`, `capacity_share`, `cost_per_query_usd`, ...
+    pub forecast: String,
+    #[serde(default)]
+    pub resource: Option<String>,
+    pub value: f64,
+    #[serde(default)]
+    pub lower: Option<f64>,
+    #[serde(default)]
+    pub upper: Option<f64>,
+    /// How far ahead, seconds.
+    #[serde(default)]
+    pub horizon_s: Option<i64>,
+    #[serde(default)]
+    pub time_to_exhaustion_s: Option<f64>,
 }
 
 /// A record that could not be processed, read back whole (`ops.deadletter`).

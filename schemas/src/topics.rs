@@ -28,6 +28,7 @@ pub const REMEDIATION: &str = "ops.remediation";
 pub const APPROVALS: &str = "ops.approvals";
 pub const ACTIONS: &str = "ops.actions";
 pub const CYCLES: &str = "ops.cycles";
+pub const FORECASTS: &str = "ops.forecasts";
 pub const DEADLETTER: &str = "ops.deadletter";
 
 /// Every topic opsloop reads or writes, in data-flow order.
@@ -108,6 +109,13 @@ pub const CONTRACT: &[TopicSpec] = &[
         kind: RecordKind::CycleReport,
         default_partitions: 1,
         description: "closed-loop cycle report: failures detected, operations, success rate, models updated",
+    },
+    TopicSpec {
+        name: FORECASTS,
+        key: "entity id",
+        kind: RecordKind::Forecast,
+        default_partitions: 1,
+        description: "one forecast of a predictive cycle: job, entity, what, value, interval, time to exhaustion",
     },
     TopicSpec {
         name: DEADLETTER,

@@ -262,7 +262,7 @@ impl CycleMetrics {
     }
 
     /// Replaces the forecasts with the last cycle's.
-    pub(super) fn forecasts(&self, forecasts: &[opsloop_predict::jobs::Forecast]) {
+    pub(super) fn forecasts(&self, forecasts: &[opsloop_schemas::ops::Forecast]) {
         self.forecasts.clear();
         for forecast in forecasts {
             let labels = ForecastLabels {

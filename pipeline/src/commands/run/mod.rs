@@ -40,9 +40,8 @@ use opsloop_engine::runtime::{Engine, Output};
 use opsloop_engine::time::PartitionId;
 use opsloop_planner::learning::Learner;
 use opsloop_planner::{Planner, PlannerConfig};
-use opsloop_predict::jobs::Forecast;
 use opsloop_predict::{PredictError, Predictor};
-use opsloop_schemas::ops::{ActionOutcome, ActionStep, Incident, IncidentState};
+use opsloop_schemas::ops::{ActionOutcome, ActionStep, Forecast, Incident, IncidentState};
 use opsloop_schemas::telemetry::{FeatureSample, GpuSample, LogRecord};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
 use prometheus_client::registry::Registry;
@@ -662,6 +661,11 @@ impl Loop<'_> {
         self.alerts
             .send(&self.config.predict.report_topic, report)
             .await?;
+        for forecast in &cycle.forecasts {
+            self.alerts
+                .send(&self.config.predict.forecasts_topic, forecast)
+                .await?;
+        }
         for event in &cycle.events {
             tracing::info!(action_id = %event.action_id, template = %event.template, target = %event.target, rationale = %event.rationale, "proactive plan");
             self.alerts.send(&self.config.planner.topic, event).await?;

@@ -1,9 +1,9 @@
 //! `opsloop sql "<query>"`: one SQL query over what the ops topics hold now.
 //!
-//! Each of `ops.alerts`, `ops.incidents`, `ops.remediation` and `ops.actions` is read once,
-//! every partition from the start position up to the high watermark it had when the command
-//! began ([`scan`]), into an in-memory DataFusion table (`alerts`, `incidents`, `remediation`,
-//! `actions`). The built-in views of `views.sql` (`incidents_latest` and the `kpi_*` views) are
+//! Each of `ops.alerts`, `ops.incidents`, `ops.remediation`, `ops.actions`, `ops.cycles` and
+//! `ops.forecasts` is read once, every partition from the start position up to the high
+//! watermark it had when the command began ([`scan`]), into an in-memory DataFusion table
+//! (`alerts`, `incidents`, `remediation`, `actions`, `cycles`, `forecasts`). The built-in views of `views.sql` (`incidents_latest` and the `kpi_*` views) are
 //! defined over them, then the query runs and its result is written as a table, CSV, JSON
 //! lines or Parquet ([`output`]).
 
@@ -20,7 +20,9 @@ use clap::Args;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
-use opsloop_schemas::ops::{ActionOutcome, Alert, CycleReport, Incident, RemediationEvent};
+use opsloop_schemas::ops::{
+    ActionOutcome, Alert, CycleReport, Forecast, Incident, RemediationEvent,
+};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat, topics};
 
 use self::output::OutputFormat;
@@ -48,7 +50,7 @@ pub(crate) struct SqlArgs {
     #[arg(long, default_value = "earliest", value_name = "START")]
     from: StartPosition,
     /// The topic a table is read from, as TABLE=TOPIC (tables: alerts, incidents, remediation,
-    /// actions, cycles); repeatable. Defaults are the contract's names.
+    /// actions, cycles, forecasts); repeatable. Defaults are the contract's names.
     #[arg(long = "topic", value_name = "TABLE=TOPIC")]
     topics: Vec<String>,
     /// Wire format of the records.
@@ -75,15 +77,17 @@ enum Table {
     Remediation,
     Actions,
     Cycles,
+    Forecasts,
 }
 
 impl Table {
-    const ALL: [Table; 5] = [
+    const ALL: [Table; 6] = [
         Table::Alerts,
         Table::Incidents,
         Table::Remediation,
         Table::Actions,
         Table::Cycles,
+        Table::Forecasts,
     ];
 
     fn name(self) -> &'static str {
@@ -93,6 +97,7 @@ impl Table {
             Table::Remediation => "remediation",
             Table::Actions => "actions",
             Table::Cycles => "cycles",
+            Table::Forecasts => "forecasts",
         }
     }
 
@@ -103,6 +108,7 @@ impl Table {
             Table::Remediation => topics::REMEDIATION,
             Table::Actions => topics::ACTIONS,
             Table::Cycles => topics::CYCLES,
+            Table::Forecasts => topics::FORECASTS,
         }
     }
 
@@ -113,6 +119,7 @@ impl Table {
             Table::Remediation => scanner.scan::<RemediationEvent>(topic),
             Table::Actions => scanner.scan::<ActionOutcome>(topic),
             Table::Cycles => scanner.scan::<CycleReport>(topic),
+            Table::Forecasts => scanner.scan::<Forecast>(topic),
         }
     }
 }
@@ -171,7 +178,7 @@ fn table_topics(pairs: &[String]) -> anyhow::Result<BTreeMap<Table, String>> {
         let Some(table) = Table::ALL.into_iter().find(|table| table.name() == name) else {
             bail!(
                 "--topic {pair:?}: {name:?} is not a table; the tables are alerts, incidents, \
-                 remediation, actions and cycles"
+                 remediation, actions, cycles and forecasts"
             );
         };
         if topic.is_empty() {
@@ -244,7 +251,8 @@ mod tests {
         assert_eq!(topics[&Table::Actions], "audit");
         assert_eq!(topics[&Table::Incidents], "ops.incidents");
         assert_eq!(topics[&Table::Cycles], "ops.cycles");
-        assert_eq!(topics.len(), 5);
+        assert_eq!(topics[&Table::Forecasts], "ops.forecasts");
+        assert_eq!(topics.len(), 6);
         assert!(table_topics(&["approvals=ops.approvals".to_owned()]).is_err());
         assert!(table_topics(&["actions".to_owned()]).is_err());
     }
@@ -259,6 +267,7 @@ mod tests {
                 Table::Remediation => scan::table_schema::<RemediationEvent>(),
                 Table::Actions => scan::table_schema::<ActionOutcome>(),
                 Table::Cycles => scan::table_schema::<CycleReport>(),
+                Table::Forecasts => scan::table_schema::<Forecast>(),
             };
             let provider = MemTable::try_new(schema, vec![vec![]]).expect("empty table");
             context

@@ -1,40 +1,59 @@
 //! [`Actuator`]: one remediation event's whole life, every step an audit entry.
 //!
-//! 1. Already finished (a terminal step in the audit log) -> nothing; executed but not
+//! 1. One delivery of an action at a time: a duplicate waits for the first to finish, then
+//!    finds the action over.
+//! 2. Authenticity: an event without the planner's valid signature, or reusing the id of an
+//!    action recorded with other content, is REFUSED (audited, handed back to be
+//!    dead-lettered); its id is not spent.
+//! 3. Already finished (a terminal step in the audit log) -> nothing; executed but not
 //!    finished (the process died mid-action) -> verify only, never run it again.
-//! 2. Governance: not on the allow-list or invalid parameters -> SKIPPED, nothing runs.
-//! 3. PLANNED. If the event needs an approval, it waits for a correctly signed one
-//!    ([`Actuator::decide`]): APPROVED runs it, REJECTED ends it; a forged one is refused.
-//! 4. Canary: of the events of one incident and template on several targets, the first runs
+//! 4. Policy ([`crate::policy`]): not on the allow-list or invalid parameters -> SKIPPED. PLANNED.
+//!    If the catalog, this actuator's configuration or the event calls for an approval, it
+//!    waits for a correctly signed one on the same content ([`Actuator::decide`]): APPROVED
+//!    runs it, REJECTED ends it; a forged one or one for other content is refused.
+//! 5. Canary: of the events of one incident and template on several targets, the first runs
 //!    alone; the others wait for it and run only if it did not fail or roll back.
-//! 5. A rate-limit token and a concurrency slot; then impact assessment (the probe, target
+//! 6. A rate-limit token and a concurrency slot; the target's claim ([`crate::claims`]):
+//!    already claimed -> verify instead of running; then impact assessment (the probe, target
 //!    saturation, whether acting can help): nothing to fix, saturated (unless emergency) or
 //!    dry run -> SKIPPED.
-//! 6. EXECUTED is written *before* the statement runs, so a restart never runs it twice; then
-//!    the statement, then after `settle_ms` the probe again: the primary metric down by
-//!    `min_improvement` -> VERIFIED; else the template's rollback runs -> ROLLED_BACK, or,
-//!    without one, FAILED. An error anywhere -> FAILED with the reason.
+//! 7. The claim, then EXECUTED, both *before* the statement runs, so neither a restart nor
+//!    another actuator runs it twice; then the statement, then after `settle_ms` the probe
+//!    again: the primary metric must fall by the template's goal. Then, for an incident's
+//!    action, the symptom: the correlator's verdict that the alert condition stayed clear for
+//!    the windows its detectors need ([`crate::verdicts`]). Both -> VERIFIED; else the
+//!    template's rollback runs -> ROLLED_BACK, or, without one, FAILED. An error anywhere ->
+//!    FAILED with the reason.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opsloop_planner::templates::{self, Executor, Template};
+use opsloop_actions::{Action, Executor, Goal, advised_index_name, seal};
 use opsloop_schemas::ops::{
-    ActionOutcome, ActionStep, Approval, Decision, ParamValue, RemediationEvent, SeverityBand,
+    ActionOutcome, ActionStep, Approval, Decision, Incident, RemediationEvent, RemediationKind,
+    SeverityBand,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch;
 
 use crate::audit::AuditLog;
 use crate::governance::Governor;
-use crate::{ActuatorConfig, ActuatorError, approvals, postgres, webhook};
+use crate::keyed::KeyedLocks;
+use crate::policy::{Admitted, Policy, Refusal};
+use crate::verdicts::{Verdict, Verdicts};
+use crate::{ActuatorConfig, ActuatorError, claims, postgres, webhook};
+
+/// Decisions kept for actions whose event has not arrived (yet).
+const EARLY_DECISIONS: usize = 10_000;
 
 /// What a decision on ops.approvals did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecisionOutcome {
     /// The signature does not check out: ignored.
     Forged,
+    /// Signed, but for other content than the waiting event's: refused.
+    Mismatched,
     /// Recorded; the action runs (or ended, if rejected).
     Applied,
     /// Valid, but for an action not waiting (yet): kept for when its event arrives.
@@ -42,30 +61,39 @@ pub enum DecisionOutcome {
 }
 
 /// Where [`Actuator::handle`] left an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
     /// Its life is over (or it was already): verified, rolled back, failed, skipped, rejected.
     Done,
     /// Planned and waiting for a decision on ops.approvals.
     AwaitingApproval,
+    /// Refused before anything ran; dead-letter it.
+    Refused(Refusal),
 }
 
 /// Runs remediation events under governance; see the module docs.
 #[derive(Debug)]
 pub struct Actuator {
     config: ActuatorConfig,
+    instance: String,
+    policy: Policy,
     governor: Governor,
     audit: Mutex<AuditLog>,
     outcomes: UnboundedSender<ActionOutcome>,
+    verdicts: Verdicts,
+    /// One delivery of an action at a time.
+    actions: KeyedLocks,
+    /// One operation at a time per table: two REINDEX CONCURRENTLY of one table's indexes
+    /// deadlock each other.
+    relations: KeyedLocks,
     /// Gated events waiting for a decision, by action id.
     waiting: Mutex<HashMap<String, RemediationEvent>>,
     /// Valid decisions that came before their event.
     early: Mutex<HashMap<String, Approval>>,
-    /// One operation at a time per table: two REINDEX CONCURRENTLY of one table's indexes
-    /// deadlock each other.
-    relations: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Per (incident, template): the canary's target and its verdict once known.
     canaries: Mutex<HashMap<String, CanaryGroup>>,
+    /// Targets whose claim table is known to exist.
+    prepared: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A canary group's first target and its verdict (`None` while it runs).
@@ -79,6 +107,15 @@ enum Canary {
     Follower(String, watch::Receiver<Option<bool>>),
     /// The canary's own redelivery.
     Alone,
+}
+
+/// What the probe said after the action, before the symptom's verdict.
+struct Judged {
+    primary: &'static str,
+    was: f64,
+    is: f64,
+    improved: bool,
+    after: BTreeMap<String, f64>,
 }
 
 fn now_us() -> i64 {
@@ -98,6 +135,12 @@ fn is_terminal(step: ActionStep) -> bool {
     )
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Actuator {
     /// An actuator whose audit entries also go to `outcomes` (for `ops.actions`).
     pub fn new(
@@ -107,14 +150,19 @@ impl Actuator {
         let governor = Governor::new(&config)?;
         let audit = AuditLog::open(&config.audit_log)?;
         Ok(Actuator {
+            instance: config.instance_name(),
+            policy: Policy::new(&config),
             config,
             governor,
             audit: Mutex::new(audit),
             outcomes,
+            verdicts: Verdicts::default(),
+            actions: KeyedLocks::default(),
+            relations: KeyedLocks::default(),
             waiting: Mutex::new(HashMap::new()),
             early: Mutex::new(HashMap::new()),
-            relations: Mutex::new(HashMap::new()),
             canaries: Mutex::new(HashMap::new()),
+            prepared: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -127,12 +175,14 @@ impl Actuator {
         self.governor.running(self.config.max_concurrent)
     }
 
-    /// The steps the audit log holds for `action_id`.
+    /// The steps the audit log holds for `action_id` (refusals left out).
     pub fn steps(&self, action_id: &str) -> Vec<ActionStep> {
-        self.audit
-            .lock()
-            .map(|a| a.steps(action_id).to_vec())
-            .unwrap_or_default()
+        lock(&self.audit).steps(action_id).to_vec()
+    }
+
+    /// Takes in an incident version: the correlator's verdict on an executed action.
+    pub fn observe_incident(&self, incident: &Incident) {
+        self.verdicts.observe(incident);
     }
 
     fn record(
@@ -157,12 +207,11 @@ impl Actuator {
             after: after.clone(),
             prev_hash: String::new(),
             hash: String::new(),
+            params: event.params.clone(),
+            digest: seal::digest(event),
+            attempt: event.attempt,
         };
-        let entry = self
-            .audit
-            .lock()
-            .map_err(|_| ActuatorError::Config("the audit log lock is poisoned".to_owned()))?
-            .append(entry)?;
+        let entry = lock(&self.audit).append(entry)?;
         tracing::info!(action_id = %entry.action_id, step = ?entry.step, template = %entry.template, target = %entry.target, detail = %entry.detail, "action");
         // The receiver going away (shutdown) does not undo the local audit entry.
         let _ = self.outcomes.send(entry);
@@ -179,107 +228,146 @@ impl Actuator {
         self.record(event, step, detail, &none, &none, true)
     }
 
+    fn refuse(&self, event: &RemediationEvent, refusal: Refusal) -> Result<Handled, ActuatorError> {
+        tracing::warn!(action_id = %event.action_id, reason = refusal.code(), "remediation event refused");
+        self.note(event, ActionStep::Refused, refusal.to_string())?;
+        Ok(Handled::Refused(refusal))
+    }
+
     /// Takes one remediation event through its life (or as far as an approval allows).
     pub async fn handle(&self, event: RemediationEvent) -> Result<Handled, ActuatorError> {
+        let _one_at_a_time = self.actions.lock(&event.action_id).await;
+        if let Err(refusal) = self.policy.authenticate(&event) {
+            return self.refuse(&event, refusal);
+        }
+        let digest = seal::digest(&event);
+        let known = lock(&self.audit)
+            .digest(&event.action_id)
+            .map(str::to_owned);
+        if let Some(known) = known
+            && known != digest
+        {
+            return self.refuse(&event, Refusal::ReusedId { known, digest });
+        }
         let steps = self.steps(&event.action_id);
         if steps.iter().copied().any(is_terminal) {
             tracing::debug!(action_id = %event.action_id, "already finished");
             return Ok(Handled::Done);
         }
-        let template = match self.governor.admit(&event) {
-            Ok(template) => template,
-            Err(refusal) => {
-                self.note(&event, ActionStep::Skipped, refusal.to_string())?;
+        let admitted = match self.policy.admit(&event) {
+            Ok(admitted) => admitted,
+            Err(reason) => {
+                self.note(&event, ActionStep::Skipped, format!("refused: {reason}"))?;
                 return Ok(Handled::Done);
             }
         };
         if steps.contains(&ActionStep::Executed) {
             // Died between executing and verifying: verify now, never execute again.
-            self.verify_after_restart(&event, template).await?;
+            self.resume(&event, &admitted).await?;
             return Ok(Handled::Done);
         }
         if !steps.contains(&ActionStep::Planned) {
-            self.note(&event, ActionStep::Planned, event.rationale.clone())?;
+            let detail = match &admitted.approval {
+                Some(why) => format!("{} (awaiting approval: {why})", event.rationale),
+                None => event.rationale.clone(),
+            };
+            self.note(&event, ActionStep::Planned, detail)?;
         }
-        if event.approval_required && !steps.contains(&ActionStep::Approved) {
-            let early = self
-                .early
-                .lock()
-                .ok()
-                .and_then(|mut e| e.remove(&event.action_id));
+        if admitted.approval.is_some() && !steps.contains(&ActionStep::Approved) {
+            let early = lock(&self.early).remove(&event.action_id);
             match early {
-                Some(approval) => {
-                    self.apply_decision(event, template, &approval).await?;
+                Some(approval) if approval.action_digest == digest => {
+                    self.apply_decision(&event, &admitted, &approval).await?;
                     return Ok(Handled::Done);
                 }
-                None => {
-                    if let Ok(mut waiting) = self.waiting.lock() {
-                        waiting.insert(event.action_id.clone(), event);
-                    }
-                    return Ok(Handled::AwaitingApproval);
+                Some(approval) => {
+                    self.refuse_decision(&event, &approval)?;
                 }
+                None => {}
             }
+            lock(&self.waiting).insert(event.action_id.clone(), event);
+            return Ok(Handled::AwaitingApproval);
         }
-        self.run(&event, template).await?;
+        self.run(&event, &admitted).await?;
         Ok(Handled::Done)
     }
 
-    /// Takes a decision from ops.approvals; a forged one changes nothing.
+    /// Takes a decision from ops.approvals; a forged one, or one for other content than the
+    /// waiting event's, changes nothing.
     pub async fn decide(&self, approval: &Approval) -> Result<DecisionOutcome, ActuatorError> {
-        if !approvals::verify(self.config.approval_key.as_bytes(), approval) {
+        if !seal::verify_approval(self.config.approval_key.as_bytes(), approval) {
             tracing::warn!(action_id = %approval.action_id, approver = %approval.approver, "forged or unsigned approval refused");
             return Ok(DecisionOutcome::Forged);
         }
-        let event = self
-            .waiting
-            .lock()
-            .ok()
-            .and_then(|mut w| w.remove(&approval.action_id));
-        let Some(event) = event else {
-            if let Ok(mut early) = self.early.lock() {
-                early.insert(approval.action_id.clone(), approval.clone());
+        let _one_at_a_time = self.actions.lock(&approval.action_id).await;
+        let Some(event) = lock(&self.waiting).remove(&approval.action_id) else {
+            let mut early = lock(&self.early);
+            if early.len() >= EARLY_DECISIONS {
+                early.clear();
             }
+            early.insert(approval.action_id.clone(), approval.clone());
             return Ok(DecisionOutcome::Held);
         };
-        let template = self.governor.admit(&event)?;
-        self.apply_decision(event, template, approval).await?;
+        if approval.action_digest != seal::digest(&event) {
+            self.refuse_decision(&event, approval)?;
+            lock(&self.waiting).insert(event.action_id.clone(), event);
+            return Ok(DecisionOutcome::Mismatched);
+        }
+        let admitted = match self.policy.admit(&event) {
+            Ok(admitted) => admitted,
+            Err(reason) => {
+                self.note(&event, ActionStep::Skipped, format!("refused: {reason}"))?;
+                return Ok(DecisionOutcome::Applied);
+            }
+        };
+        self.apply_decision(&event, &admitted, approval).await?;
         Ok(DecisionOutcome::Applied)
+    }
+
+    fn refuse_decision(
+        &self,
+        event: &RemediationEvent,
+        approval: &Approval,
+    ) -> Result<(), ActuatorError> {
+        tracing::warn!(action_id = %event.action_id, approver = %approval.approver, "approval for other content refused");
+        self.note(
+            event,
+            ActionStep::Refused,
+            format!(
+                "a decision by {} for other content (digest {}) than this action's: it does \
+                 not apply",
+                approval.approver,
+                &approval.action_digest[..12.min(approval.action_digest.len())]
+            ),
+        )
     }
 
     async fn apply_decision(
         &self,
-        event: RemediationEvent,
-        template: &'static Template,
+        event: &RemediationEvent,
+        admitted: &Admitted,
         approval: &Approval,
     ) -> Result<(), ActuatorError> {
         let none = BTreeMap::new();
-        let detail = format!(
-            "{} by {}: {}",
-            if approval.decision == Decision::Approve {
-                "approved"
-            } else {
-                "rejected"
-            },
-            approval.approver,
-            approval.reason
-        );
+        let verb = match approval.decision {
+            Decision::Approve => "approved",
+            Decision::Reject => "rejected",
+        };
+        let detail = format!("{verb} by {}: {}", approval.approver, approval.reason);
         match approval.decision {
             Decision::Approve => {
-                self.record(&event, ActionStep::Approved, detail, &none, &none, false)?;
-                self.run(&event, template).await
+                self.record(event, ActionStep::Approved, detail, &none, &none, false)?;
+                self.run(event, admitted).await
             }
             Decision::Reject => {
-                self.record(&event, ActionStep::Rejected, detail, &none, &none, false)
+                self.record(event, ActionStep::Rejected, detail, &none, &none, false)
             }
         }
     }
 
     fn canary(&self, event: &RemediationEvent) -> Canary {
         let key = format!("{}/{}", event.incident_id, event.template);
-        let mut canaries = self
-            .canaries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut canaries = lock(&self.canaries);
         match canaries.get(&key) {
             Some((target, _)) if *target == event.target => Canary::Alone,
             Some((target, verdict)) => Canary::Follower(target.clone(), verdict.clone()),
@@ -294,7 +382,7 @@ impl Actuator {
     async fn run(
         &self,
         event: &RemediationEvent,
-        template: &'static Template,
+        admitted: &Admitted,
     ) -> Result<(), ActuatorError> {
         let canary = self.canary(event);
         if let Canary::Follower(target, mut verdict) = canary {
@@ -310,9 +398,9 @@ impl Actuator {
                     format!("the canary on {target} failed; not run on more targets"),
                 );
             }
-            return self.run_governed(event, template).await;
+            return self.run_governed(event, admitted).await;
         }
-        let outcome = self.run_governed(event, template).await;
+        let outcome = self.run_governed(event, admitted).await;
         if let Canary::First(verdict) = canary {
             let last = self.steps(&event.action_id).last().copied();
             let passed = matches!(last, Some(ActionStep::Verified | ActionStep::Skipped));
@@ -324,18 +412,12 @@ impl Actuator {
     async fn run_governed(
         &self,
         event: &RemediationEvent,
-        template: &'static Template,
+        admitted: &Admitted,
     ) -> Result<(), ActuatorError> {
-        let _slot = self.governor.slot().await;
-        let limit = Duration::from_secs(self.config.operation_timeout_s);
-        let outcome = tokio::time::timeout(limit, async {
-            match template.executor {
-                Executor::Postgres => self.run_postgres(event, template).await,
-                Executor::Webhook => self.run_webhook(event, template).await,
-            }
-        })
-        .await
-        .unwrap_or(Err(ActuatorError::Timeout(self.config.operation_timeout_s)));
+        let outcome = match admitted.spec.executor {
+            Executor::Postgres => self.run_postgres(event, admitted).await,
+            Executor::Webhook => self.run_webhook(event, admitted).await,
+        };
         match outcome {
             Ok(()) => Ok(()),
             Err(error) => self.note(event, ActionStep::Failed, error.to_string()),
@@ -351,215 +433,371 @@ impl Actuator {
             .ok_or_else(|| ActuatorError::NoTarget(target.to_owned()))
     }
 
+    fn operation_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.operation_timeout_s)
+    }
+
+    /// A session on the target holding the action's advisory lock, and the action's claim if
+    /// it has one.
+    async fn claimed_session(
+        &self,
+        event: &RemediationEvent,
+    ) -> Result<(tokio_postgres::Client, Option<claims::Claim>), ActuatorError> {
+        let dsn = self.dsn(&event.target)?;
+        let client = postgres::connect(dsn, self.operation_timeout()).await?;
+        if !lock(&self.prepared).contains(dsn) {
+            claims::prepare(&client).await?;
+            lock(&self.prepared).insert(dsn.to_owned());
+        }
+        claims::lock(&client, &event.action_id).await?;
+        let claim = claims::read(&client, &event.action_id).await?;
+        Ok((client, claim))
+    }
+
     async fn run_postgres(
         &self,
         event: &RemediationEvent,
-        template: &'static Template,
+        admitted: &Admitted,
     ) -> Result<(), ActuatorError> {
-        let limit = Duration::from_secs(self.config.operation_timeout_s);
-        let client = postgres::connect(self.dsn(&event.target)?, limit).await?;
-        let relation = postgres::relation_of(&client, &event.params).await?;
-        let lock = relation.map(|relation| {
-            let key = format!("{}/{relation}", event.target);
-            let mut relations = self
-                .relations
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            Arc::clone(relations.entry(key).or_default())
-        });
-        let _relation_guard = match &lock {
-            Some(lock) => Some(lock.lock().await),
+        let (client, claim) = self.claimed_session(event).await?;
+        if let Some(claim) = claim {
+            return self.verify_claimed(event, admitted, &client, claim).await;
+        }
+        let slot = self.governor.slot().await;
+        let relation = postgres::relation_of(&client, &admitted.action).await?;
+        let relation_guard = match &relation {
+            Some(relation) => Some(
+                self.relations
+                    .lock(&format!("{}/{relation}", event.target))
+                    .await,
+            ),
             None => None,
         };
-        let verify = &self.config.verify;
-        let assessment = postgres::assess(
-            &client,
-            template,
-            &event.params,
-            verify,
-            self.config.saturation,
+        let judged = tokio::time::timeout(
+            self.operation_timeout(),
+            self.execute_postgres(event, admitted, &client),
         )
-        .await?;
+        .await
+        .unwrap_or(Err(ActuatorError::Timeout(self.config.operation_timeout_s)))?;
+        drop(relation_guard);
+        drop(slot);
+        let Some((judged, before)) = judged else {
+            return Ok(());
+        };
+        let step = self
+            .conclude(event, admitted, &client, judged, &before)
+            .await?;
+        claims::finish(&client, &event.action_id, step).await
+    }
+
+    /// Assesses and, unless there is a reason not to, claims, executes and probes again;
+    /// `None` when it did not run (the reason is recorded).
+    async fn execute_postgres(
+        &self,
+        event: &RemediationEvent,
+        admitted: &Admitted,
+        client: &tokio_postgres::Client,
+    ) -> Result<Option<(Judged, BTreeMap<String, f64>)>, ActuatorError> {
+        let verify = &self.config.verify;
+        let action = &admitted.action;
+        let assessment = postgres::assess(client, action, verify, self.config.saturation).await?;
+        let before = assessment.probe.metrics.clone();
         let none = BTreeMap::new();
-        if let Some(reason) = assessment.skip {
-            return self.record(
-                event,
-                ActionStep::Skipped,
-                reason,
-                &assessment.before,
-                &none,
-                true,
-            );
+        let skip = if let Some(reason) = assessment.skip.clone() {
+            Some(reason)
+        } else if assessment.saturated && event.band != SeverityBand::Emergency {
+            Some("the target is saturated and this is no emergency".to_owned())
+        } else if self.config.dry_run {
+            Some(format!("dry run: would run {}", action.template()))
+        } else {
+            None
+        };
+        if let Some(reason) = skip {
+            self.record(event, ActionStep::Skipped, reason, &before, &none, true)?;
+            return Ok(None);
         }
-        if assessment.saturated && event.band != SeverityBand::Emergency {
-            return self.record(
-                event,
-                ActionStep::Skipped,
-                "the target is saturated and this is no emergency",
-                &assessment.before,
-                &none,
-                true,
-            );
+        let digest = seal::digest(event);
+        if !claims::take(client, &event.action_id, &digest, &self.instance, &before).await? {
+            return Err(ActuatorError::Refused(
+                "the action was claimed while it was being assessed".to_owned(),
+            ));
         }
-        if self.config.dry_run {
-            return self.record(
-                event,
-                ActionStep::Skipped,
-                format!("dry run: would run {}", template.id),
-                &assessment.before,
-                &none,
-                true,
-            );
-        }
-        let mut detail = format!("{}: {}", template.id, template.description);
+        let mut detail = format!("{}: {}", action.template(), admitted.spec.description);
         if let Some(columns) = &assessment.advised_columns {
             detail = format!(
                 "{detail}; index {} on ({columns})",
-                postgres::advised_index_name(&event.action_id)
+                advised_index_name(&event.action_id)
             );
         }
-        self.record(
-            event,
-            ActionStep::Executed,
-            detail,
-            &assessment.before,
-            &none,
-            true,
-        )?;
+        self.record(event, ActionStep::Executed, detail, &before, &none, true)?;
         let statement = postgres::execute(
-            &client,
-            template,
-            &event.params,
+            client,
+            action,
             &event.action_id,
             assessment.advised_columns.as_deref(),
         )
         .await?;
         tracing::debug!(action_id = %event.action_id, %statement, "executed");
-        self.verify(
-            event,
-            template,
-            &client,
-            assessment.primary,
-            &assessment.before,
-        )
-        .await
+        tokio::time::sleep(Duration::from_millis(verify.settle_ms)).await;
+        let after = postgres::probe(client, action, verify, Some(&assessment.probe)).await?;
+        Ok(Some((self.judge(admitted, &before, after), before)))
     }
 
-    async fn verify_after_restart(
+    fn judge(
+        &self,
+        admitted: &Admitted,
+        before: &BTreeMap<String, f64>,
+        after: postgres::Probe,
+    ) -> Judged {
+        let verify = &self.config.verify;
+        let need = match admitted.spec.goal {
+            Goal::Reduce => verify.min_improvement,
+            Goal::Clear => verify.clear_improvement,
+        };
+        let was = before.get(after.primary).copied().unwrap_or(0.0);
+        let is = after.value(after.primary);
+        Judged {
+            primary: after.primary,
+            was,
+            is,
+            improved: was > 0.0 && is <= was * (1.0 - need),
+            after: after.metrics,
+        }
+    }
+
+    /// The verdict after the probe: the symptom's, then VERIFIED, or the rollback.
+    async fn conclude(
         &self,
         event: &RemediationEvent,
-        template: &'static Template,
+        admitted: &Admitted,
+        client: &tokio_postgres::Client,
+        judged: Judged,
+        before: &BTreeMap<String, f64>,
+    ) -> Result<ActionStep, ActuatorError> {
+        let Judged {
+            primary, was, is, ..
+        } = judged;
+        let need = match admitted.spec.goal {
+            Goal::Reduce => self.config.verify.min_improvement,
+            Goal::Clear => self.config.verify.clear_improvement,
+        };
+        let probe_says = format!("{primary} {was} -> {is}");
+        let failure = if !judged.improved {
+            format!("{probe_says}: not down by {:.0}%", need * 100.0)
+        } else {
+            match self.symptom(event).await {
+                None => {
+                    self.record(
+                        event,
+                        ActionStep::Verified,
+                        probe_says,
+                        before,
+                        &judged.after,
+                        true,
+                    )?;
+                    return Ok(ActionStep::Verified);
+                }
+                Some(Verdict::Cleared { from_us }) => {
+                    let detail = format!(
+                        "{probe_says}; the incident's alerts stayed clear from {}",
+                        clock(from_us)
+                    );
+                    self.record(
+                        event,
+                        ActionStep::Verified,
+                        detail,
+                        before,
+                        &judged.after,
+                        true,
+                    )?;
+                    return Ok(ActionStep::Verified);
+                }
+                Some(Verdict::Recurred { at_us }) => format!(
+                    "{probe_says}, but the incident's alerts came back in the window from {}",
+                    clock(at_us)
+                ),
+            }
+        };
+        self.undo(event, admitted, client, failure, before, &judged.after)
+            .await
+    }
+
+    /// The correlator's verdict on an incident's action: `None` when none is awaited (a
+    /// proactive action, or symptom checks are off); a timeout counts as a recurrence.
+    async fn symptom(&self, event: &RemediationEvent) -> Option<Verdict> {
+        if !self.config.verify.symptom || event.kind == RemediationKind::Proactive {
+            return None;
+        }
+        let timeout = Duration::from_secs(self.config.verify.symptom_timeout_s);
+        match self.verdicts.wait(&event.action_id, timeout).await {
+            Some(verdict) => Some(verdict),
+            None => {
+                tracing::warn!(action_id = %event.action_id, timeout_s = timeout.as_secs(), "no verdict on the incident's alerts (is `opsloop run` reading ops.actions?)");
+                Some(Verdict::Recurred { at_us: now_us() })
+            }
+        }
+    }
+
+    /// The rollback of an action that did not help, or FAILED without one.
+    async fn undo(
+        &self,
+        event: &RemediationEvent,
+        admitted: &Admitted,
+        client: &tokio_postgres::Client,
+        why: String,
+        before: &BTreeMap<String, f64>,
+        after: &BTreeMap<String, f64>,
+    ) -> Result<ActionStep, ActuatorError> {
+        match admitted.action.rollback(&event.action_id) {
+            Some(rollback) => {
+                let statement =
+                    postgres::execute(client, &rollback, &event.action_id, None).await?;
+                self.record(
+                    event,
+                    ActionStep::RolledBack,
+                    format!("{why}; rolled back with {statement}"),
+                    before,
+                    after,
+                    true,
+                )?;
+                Ok(ActionStep::RolledBack)
+            }
+            None => {
+                self.record(
+                    event,
+                    ActionStep::Failed,
+                    format!("{why}; {} has no rollback", admitted.action.template()),
+                    before,
+                    after,
+                    true,
+                )?;
+                Ok(ActionStep::Failed)
+            }
+        }
+    }
+
+    /// An action that ran before this delivery (this process before a restart, or another
+    /// actuator): verified, never run again.
+    async fn verify_claimed(
+        &self,
+        event: &RemediationEvent,
+        admitted: &Admitted,
+        client: &tokio_postgres::Client,
+        claim: claims::Claim,
     ) -> Result<(), ActuatorError> {
-        if template.executor != Executor::Postgres {
+        if let Some(outcome) = &claim.outcome {
+            return self.note(
+                event,
+                ActionStep::Skipped,
+                format!(
+                    "already run by {} and ended {outcome}: not run again",
+                    claim.claimed_by
+                ),
+            );
+        }
+        let before = match lock(&self.audit).executed(&event.action_id) {
+            Some(executed) => executed.before.clone(),
+            None => claim.before.clone(),
+        };
+        let none = BTreeMap::new();
+        if let Action::CreateIndexAdvised { .. } = &admitted.action {
+            let index = advised_index_name(&event.action_id);
+            let step = match postgres::index_validity(client, &index).await? {
+                None => Some((
+                    ActionStep::Failed,
+                    format!("interrupted before index {index} existed; not run again"),
+                )),
+                Some(false) => {
+                    let rollback = admitted.action.rollback(&event.action_id);
+                    if let Some(rollback) = rollback {
+                        postgres::execute(client, &rollback, &event.action_id, None).await?;
+                    }
+                    Some((
+                        ActionStep::RolledBack,
+                        format!(
+                            "the interrupted build left index {index} invalid: dropped it; not \
+                             run again"
+                        ),
+                    ))
+                }
+                Some(true) => None,
+            };
+            if let Some((step, detail)) = step {
+                self.record(event, step, detail, &before, &none, true)?;
+                return claims::finish(client, &event.action_id, step).await;
+            }
+        }
+        let after = postgres::probe(client, &admitted.action, &self.config.verify, None).await?;
+        let judged = self.judge(admitted, &before, after);
+        let step = self
+            .conclude(event, admitted, client, judged, &before)
+            .await?;
+        claims::finish(client, &event.action_id, step).await
+    }
+
+    /// Carries on an action this process executed before it died.
+    async fn resume(
+        &self,
+        event: &RemediationEvent,
+        admitted: &Admitted,
+    ) -> Result<(), ActuatorError> {
+        if admitted.spec.executor != Executor::Postgres {
             return self.note(
                 event,
                 ActionStep::Failed,
                 "interrupted after the request was sent; not resent",
             );
         }
-        let limit = Duration::from_secs(self.config.operation_timeout_s);
-        let client = postgres::connect(self.dsn(&event.target)?, limit).await?;
-        let executed = self
-            .audit
-            .lock()
-            .ok()
-            .and_then(|a| a.last_of(&event.action_id, ActionStep::Executed));
-        let before = executed.map(|e| e.before).unwrap_or_default();
-        let (primary, _) =
-            postgres::probe(&client, template, &event.params, &self.config.verify).await?;
-        self.verify(event, template, &client, primary, &before)
-            .await
-    }
-
-    async fn verify(
-        &self,
-        event: &RemediationEvent,
-        template: &'static Template,
-        client: &tokio_postgres::Client,
-        primary: &str,
-        before: &BTreeMap<String, f64>,
-    ) -> Result<(), ActuatorError> {
-        let verify = &self.config.verify;
-        tokio::time::sleep(Duration::from_millis(verify.settle_ms)).await;
-        let (_, after) = postgres::probe(client, template, &event.params, verify).await?;
-        let was = before.get(primary).copied().unwrap_or(0.0);
-        let is = after.get(primary).copied().unwrap_or(f64::INFINITY);
-        if is <= was * (1.0 - verify.min_improvement) {
-            return self.record(
-                event,
-                ActionStep::Verified,
-                format!("{primary} {was} -> {is}"),
-                before,
-                &after,
-                true,
-            );
+        let outcome = async {
+            let (client, claim) = self.claimed_session(event).await?;
+            let claim = claim.unwrap_or_else(|| claims::Claim {
+                digest: seal::digest(event),
+                claimed_by: self.instance.clone(),
+                before: BTreeMap::new(),
+                outcome: None,
+            });
+            self.verify_claimed(event, admitted, &client, claim).await
         }
-        match template.rollback {
-            Some(rollback_id) => {
-                let rollback = templates::template(rollback_id)
-                    .map_err(|error| ActuatorError::Config(error.to_string()))?;
-                let params = rollback_params(template, event)?;
-                rollback
-                    .validate(&params)
-                    .map_err(|error| ActuatorError::Refused(error.to_string()))?;
-                let statement =
-                    postgres::execute(client, rollback, &params, &event.action_id, None).await?;
-                self.record(
-                    event,
-                    ActionStep::RolledBack,
-                    format!("{primary} {was} -> {is}: not better by {:.0}%; rolled back with {statement}", verify.min_improvement * 100.0),
-                    before,
-                    &after,
-                    true,
-                )
-            }
-            None => self.record(
-                event,
-                ActionStep::Failed,
-                format!(
-                    "{primary} {was} -> {is}: no improvement, and {} has no rollback",
-                    template.id
-                ),
-                before,
-                &after,
-                true,
-            ),
+        .await;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(error) => self.note(event, ActionStep::Failed, error.to_string()),
         }
     }
 
     async fn run_webhook(
         &self,
         event: &RemediationEvent,
-        template: &'static Template,
+        admitted: &Admitted,
     ) -> Result<(), ActuatorError> {
         let none = BTreeMap::new();
         if self.config.dry_run {
             return self.record(
                 event,
                 ActionStep::Skipped,
-                format!("dry run: would call {}", template.id),
+                format!("dry run: would call {}", admitted.action.template()),
                 &none,
                 &none,
                 true,
             );
         }
+        let _slot = self.governor.slot().await;
         self.record(
             event,
             ActionStep::Executed,
-            template.description,
+            admitted.spec.description,
             &none,
             &none,
             true,
         )?;
         let config = self.config.clone();
-        let (id, params, action_id, incident_id) = (
-            template.id,
-            event.params.clone(),
+        let (action, action_id, incident_id) = (
+            admitted.action.clone(),
             event.action_id.clone(),
             event.incident_id.clone(),
         );
         let requested = tokio::task::spawn_blocking(move || {
-            webhook::execute(&config, id, &params, &action_id, &incident_id)
+            webhook::execute(&config, &action, &action_id, &incident_id)
         })
         .await
         .map_err(|error| ActuatorError::Config(format!("the webhook task failed: {error}")))??;
@@ -574,24 +812,13 @@ impl Actuator {
     }
 }
 
-/// The rollback's parameters: what the action created, found from the action itself.
-fn rollback_params(
-    template: &Template,
-    event: &RemediationEvent,
-) -> Result<BTreeMap<String, ParamValue>, ActuatorError> {
-    match template.id {
-        "pg.create_index_advised" => Ok(BTreeMap::from([(
-            "index".to_owned(),
-            ParamValue::String(postgres::advised_index_name(&event.action_id)),
-        )])),
-        "pg.set_role_statement_timeout" => Ok(event
-            .params
-            .iter()
-            .filter(|(name, _)| name.as_str() == "role")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()),
-        other => Err(ActuatorError::Config(format!(
-            "{other} has no rollback parameters"
-        ))),
-    }
+/// `HH:MM:SS` UTC of an event time.
+fn clock(time_us: i64) -> String {
+    let seconds = time_us.div_euclid(1_000_000).rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
 }

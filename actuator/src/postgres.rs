@@ -1,38 +1,56 @@
-//! The PostgreSQL executor: impact assessment, execution and probes for the `pg.*` templates.
+//! The PostgreSQL executor: impact assessment, execution and probes of the `pg.*` actions.
 //!
-//! Statements are built only from validated identifiers (checked again here) and from what
-//! the database itself returns (a view's definition, the index advisor's columns); values go
-//! through `quote_literal` or bind parameters. Every operation's session carries a
-//! `statement_timeout` of the operation timeout.
+//! Statements are built only from validated identifiers (an [`Action`]'s) and from what the
+//! database itself returns (a view's definition, the index advisor's columns); values go
+//! through bind parameters. Every session carries a `statement_timeout` of the operation
+//! timeout and checks every second that its client is still there, so a statement whose
+//! actuator died stops instead of running on (an interrupted `CREATE INDEX CONCURRENTLY` leaves
+//! an invalid index, which a restart drops).
 //!
-//! Probes (the metric each template should lower; `primary` in the returned map's docs):
-//! `pg.reindex_concurrently` index_bytes; `pg.analyze` mod_since_analyze; `pg.vacuum`
-//! dead_tuples; `pg.cancel_long_queries`/`pg.terminate_long_queries` long_queries;
-//! `pg.terminate_idle_sessions` idle_in_transaction; `pg.refresh_materialized_view` stale_rows
-//! (rows in the view and not in its query, or the reverse); `pg.create_index_advised`
-//! seq_scan_share (sequential scans over all scans of the table in the verification window); `pg.set_role_statement_timeout`
-//! timeout_unset; `pg.terminate_role_sessions` role_sessions.
+//! Probes: the metric each action should lower (`primary`), the count of what it would act on
+//! (`eligible`: nothing eligible, nothing to do), and context:
+//! reindex `index_bytes`; analyze `mod_since_analyze`; vacuum `dead_tuples`; cancel and
+//! terminate long queries `long_queries` (active client queries over the age that are not
+//! themselves waiting for a lock); terminate idle sessions `idle_in_transaction`; terminate
+//! blockers `blocked_backends` (eligible: `idle_blockers`, the sessions others wait for that sit
+//! idle in a transaction over the limit); refresh `unexplained_stale_rows` (rows in the view
+//! and not in its query or the reverse, less the base tables' writes since the refresh: a view
+//! refreshed under live writes is judged against its write rate); create index
+//! `seq_scan_share` (sequential scans over all scans of the table in the window); role timeout
+//! `timeout_unset`; terminate role sessions `role_sessions`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use opsloop_planner::templates::{Template, is_identifier};
-use opsloop_schemas::ops::ParamValue;
+use opsloop_actions::{Action, Identifier, advised_index_name};
 use tokio_postgres::{Client, NoTls};
 
 use crate::{ActuatorError, VerifyConfig};
 
+/// What a probe measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub primary: &'static str,
+    /// What the action would act on now; 0 means nothing to do.
+    pub eligible: &'static str,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl Probe {
+    pub fn value(&self, name: &str) -> f64 {
+        self.metrics.get(name).copied().unwrap_or(0.0)
+    }
+}
+
 /// What was measured before acting, and what acting would do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessment {
-    /// The template's probe: `primary` first, then context (blast radius, sizes).
-    pub before: BTreeMap<String, f64>,
-    pub primary: &'static str,
+    pub probe: Probe,
     /// Active backends over max_connections at or above the saturation share.
     pub saturated: bool,
     /// A reason not to act at all (nothing to fix, no index would help).
     pub skip: Option<String>,
-    /// For `pg.create_index_advised`: the column list chosen, and its estimated benefit.
+    /// For `pg.create_index_advised`: the column list chosen.
     pub advised_columns: Option<String>,
 }
 
@@ -46,43 +64,12 @@ pub async fn connect(dsn: &str, timeout: Duration) -> Result<Client, ActuatorErr
     });
     client
         .batch_execute(&format!(
-            "SET application_name = 'opsloop-actuator'; SET statement_timeout = {}",
+            "SET application_name = 'opsloop-actuator'; SET statement_timeout = {}; \
+             SET client_connection_check_interval = 1000",
             timeout.as_millis()
         ))
         .await?;
     Ok(client)
-}
-
-fn text<'a>(
-    params: &'a BTreeMap<String, ParamValue>,
-    name: &str,
-) -> Result<&'a str, ActuatorError> {
-    match params.get(name) {
-        Some(ParamValue::String(value)) if is_identifier(value) => Ok(value),
-        other => Err(ActuatorError::Refused(format!(
-            "parameter {name} is not an identifier: {other:?}"
-        ))),
-    }
-}
-
-fn number(params: &BTreeMap<String, ParamValue>, name: &str) -> Result<i64, ActuatorError> {
-    match params.get(name) {
-        Some(ParamValue::Long(value)) => Ok(*value),
-        other => Err(ActuatorError::Refused(format!(
-            "parameter {name} is not an integer: {other:?}"
-        ))),
-    }
-}
-
-/// The index name `pg.create_index_advised` gives, from the action id (so a restart or a
-/// rollback finds it without any other state).
-pub fn advised_index_name(action_id: &str) -> String {
-    let short: String = action_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(16)
-        .collect();
-    format!("opsloop_{}", short.to_ascii_lowercase())
 }
 
 async fn scalar(
@@ -94,77 +81,112 @@ async fn scalar(
     Ok(row.get::<_, Option<f64>>(0).unwrap_or(0.0))
 }
 
-/// The template's probe: its primary metric (and context), measured now (rates over
-/// `verify.window_ms`).
+/// Client queries running longer than $1 seconds that do not wait for another's lock.
+const LONG_QUERIES: &str = "FROM pg_stat_activity WHERE state = 'active' \
+     AND backend_type = 'client backend' AND pid <> pg_backend_pid() \
+     AND now() - query_start > make_interval(secs => $1) \
+     AND cardinality(pg_blocking_pids(pid)) = 0";
+
+/// Sessions that others wait for, idle in a transaction longer than $1 seconds.
+const IDLE_BLOCKERS: &str = "FROM pg_stat_activity WHERE pid <> pg_backend_pid() \
+     AND state LIKE 'idle in transaction%' AND now() - state_change > make_interval(secs => $1) \
+     AND pid IN (SELECT unnest(pg_blocking_pids(w.pid)) FROM pg_stat_activity w \
+                 WHERE w.wait_event_type = 'Lock')";
+
+/// Sessions idle in a transaction longer than $1 seconds.
+const IDLE_SESSIONS: &str = "FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' \
+     AND pid <> pg_backend_pid() AND now() - state_change > make_interval(secs => $1)";
+
+fn seconds(value: i64) -> f64 {
+    value as f64
+}
+
+/// `action`'s probe, measured now (rates over `verify.window_ms`). `since`, a probe taken
+/// right after the action, is what write-dependent metrics count from.
 pub async fn probe(
     client: &Client,
-    template: &Template,
-    params: &BTreeMap<String, ParamValue>,
+    action: &Action,
     verify: &VerifyConfig,
-) -> Result<(&'static str, BTreeMap<String, f64>), ActuatorError> {
+    since: Option<&Probe>,
+) -> Result<Probe, ActuatorError> {
     let mut metrics = BTreeMap::new();
-    let primary = match template.id {
-        "pg.reindex_concurrently" => {
-            let index = text(params, "index")?;
+    let (primary, eligible) = match action {
+        Action::ReindexConcurrently { index } => {
             let bytes = scalar(
                 client,
                 "SELECT pg_relation_size($1::text::regclass)::float8",
-                &[&index],
+                &[&index.as_str()],
             )
             .await?;
             metrics.insert("index_bytes".to_owned(), bytes);
-            "index_bytes"
+            ("index_bytes", "index_bytes")
         }
-        "pg.analyze" | "pg.vacuum" => {
-            let table = text(params, "table")?;
+        Action::Analyze { table } | Action::Vacuum { table } => {
             let row = client
                 .query_one(
                     "SELECT n_mod_since_analyze::float8, n_dead_tup::float8, \
                      pg_total_relation_size(relid)::float8 \
                      FROM pg_stat_user_tables WHERE relid = $1::text::regclass",
-                    &[&table],
+                    &[&table.as_str()],
                 )
                 .await?;
             metrics.insert("mod_since_analyze".to_owned(), row.get(0));
             metrics.insert("dead_tuples".to_owned(), row.get(1));
             metrics.insert("blast_radius_bytes".to_owned(), row.get(2));
-            if template.id == "pg.analyze" {
+            let primary = if matches!(action, Action::Analyze { .. }) {
                 "mod_since_analyze"
             } else {
                 "dead_tuples"
-            }
+            };
+            (primary, primary)
         }
-        "pg.cancel_long_queries" | "pg.terminate_long_queries" => {
-            let age = number(params, "min_age_s")? as f64;
+        Action::CancelLongQueries { min_age_s } | Action::TerminateLongQueries { min_age_s } => {
             let count = scalar(
                 client,
-                "SELECT count(*)::float8 FROM pg_stat_activity WHERE state = 'active' \
-                 AND backend_type = 'client backend' AND pid <> pg_backend_pid() \
-                 AND now() - query_start > make_interval(secs => $1)",
-                &[&age],
+                &format!("SELECT count(*)::float8 {LONG_QUERIES}"),
+                &[&seconds(*min_age_s)],
             )
             .await?;
             metrics.insert("long_queries".to_owned(), count);
             metrics.insert("blast_radius_sessions".to_owned(), count);
-            "long_queries"
+            ("long_queries", "long_queries")
         }
-        "pg.terminate_idle_sessions" => {
-            let idle = number(params, "min_idle_s")? as f64;
+        Action::TerminateIdleSessions { min_idle_s } => {
             let count = scalar(
                 client,
-                "SELECT count(*)::float8 FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' \
-                 AND pid <> pg_backend_pid() AND now() - state_change > make_interval(secs => $1)",
-                &[&idle],
+                &format!("SELECT count(*)::float8 {IDLE_SESSIONS}"),
+                &[&seconds(*min_idle_s)],
             )
             .await?;
             metrics.insert("idle_in_transaction".to_owned(), count);
             metrics.insert("blast_radius_sessions".to_owned(), count);
-            "idle_in_transaction"
+            ("idle_in_transaction", "idle_in_transaction")
         }
-        "pg.refresh_materialized_view" => {
-            let matview = text(params, "matview")?;
+        Action::TerminateBlockers { min_idle_s } => {
+            let blocked = scalar(
+                client,
+                "SELECT count(*)::float8 FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND cardinality(pg_blocking_pids(pid)) > 0",
+                &[],
+            )
+            .await?;
+            let idle_blockers = scalar(
+                client,
+                &format!("SELECT count(*)::float8 {IDLE_BLOCKERS}"),
+                &[&seconds(*min_idle_s)],
+            )
+            .await?;
+            metrics.insert("blocked_backends".to_owned(), blocked);
+            metrics.insert("idle_blockers".to_owned(), idle_blockers);
+            metrics.insert("blast_radius_sessions".to_owned(), idle_blockers);
+            ("blocked_backends", "idle_blockers")
+        }
+        Action::RefreshMaterializedView { matview } => {
             let definition: String = client
-                .query_one("SELECT pg_get_viewdef($1::text::regclass)", &[&matview])
+                .query_one(
+                    "SELECT pg_get_viewdef($1::text::regclass)",
+                    &[&matview.as_str()],
+                )
                 .await?
                 .get(0);
             let definition = definition.trim().trim_end_matches(';');
@@ -177,81 +199,116 @@ pub async fn probe(
                 &[],
             )
             .await?;
+            let writes = scalar(
+                client,
+                "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::float8 \
+                 FROM pg_stat_user_tables WHERE relid IN ( \
+                   SELECT d.refobjid FROM pg_depend d JOIN pg_rewrite r ON d.objid = r.oid \
+                   WHERE r.ev_class = $1::text::regclass AND d.refobjid <> r.ev_class \
+                   AND d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass)",
+                &[&matview.as_str()],
+            )
+            .await?;
+            let since_refresh =
+                since.map_or(0.0, |mark| (writes - mark.value("base_writes")).max(0.0));
             metrics.insert("stale_rows".to_owned(), stale);
-            "stale_rows"
+            metrics.insert("base_writes".to_owned(), writes);
+            metrics.insert("writes_since_refresh".to_owned(), since_refresh);
+            metrics.insert(
+                "unexplained_stale_rows".to_owned(),
+                (stale - since_refresh).max(0.0),
+            );
+            ("unexplained_stale_rows", "stale_rows")
         }
-        "pg.create_index_advised" => {
+        Action::CreateIndexAdvised { table } => {
             // The share of the table's scans that read it whole, over the window: unlike a
             // rate it does not move with the workload's throughput.
-            let table = text(params, "table")?;
             let scans = "SELECT seq_scan::float8, coalesce(idx_scan, 0)::float8 \
                          FROM pg_stat_user_tables WHERE relid = $1::text::regclass";
-            let first = client.query_one(scans, &[&table]).await?;
+            let first = client.query_one(scans, &[&table.as_str()]).await?;
             tokio::time::sleep(Duration::from_millis(verify.window_ms)).await;
-            let second = client.query_one(scans, &[&table]).await?;
+            let second = client.query_one(scans, &[&table.as_str()]).await?;
             let seq = second.get::<_, f64>(0) - first.get::<_, f64>(0);
             let idx = second.get::<_, f64>(1) - first.get::<_, f64>(1);
-            let seconds = verify.window_ms.max(1) as f64 / 1000.0;
-            metrics.insert("seq_scans_per_s".to_owned(), seq / seconds);
-            metrics.insert("index_scans_per_s".to_owned(), idx / seconds);
+            let window_s = verify.window_ms.max(1) as f64 / 1000.0;
+            metrics.insert("seq_scans_per_s".to_owned(), seq / window_s);
+            metrics.insert("index_scans_per_s".to_owned(), idx / window_s);
             let share = if seq + idx > 0.0 {
                 seq / (seq + idx)
             } else {
                 0.0
             };
             metrics.insert("seq_scan_share".to_owned(), share);
-            "seq_scan_share"
+            ("seq_scan_share", "seq_scan_share")
         }
-        "pg.set_role_statement_timeout" => {
-            let role = text(params, "role")?;
+        Action::DropIndex { index } => {
+            let exists = scalar(
+                client,
+                "SELECT (to_regclass($1) IS NOT NULL)::int::float8",
+                &[&index.as_str()],
+            )
+            .await?;
+            metrics.insert("index_exists".to_owned(), exists);
+            ("index_exists", "index_exists")
+        }
+        Action::SetRoleStatementTimeout { role, .. }
+        | Action::ResetRoleStatementTimeout { role } => {
             let unset = scalar(
                 client,
                 "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_db_role_setting s JOIN pg_roles r \
                  ON r.oid = s.setrole WHERE r.rolname = $1 AND s.setdatabase = 0 \
                  AND EXISTS (SELECT 1 FROM unnest(s.setconfig) c WHERE c LIKE 'statement_timeout=%')) \
                  THEN 0 ELSE 1 END::float8",
-                &[&role],
+                &[&role.as_str()],
             )
             .await?;
             metrics.insert("timeout_unset".to_owned(), unset);
-            "timeout_unset"
+            ("timeout_unset", "timeout_unset")
         }
-        "pg.terminate_role_sessions" => {
-            let role = text(params, "role")?;
+        Action::TerminateRoleSessions { role } => {
             let count = scalar(
                 client,
                 "SELECT count(*)::float8 FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()",
-                &[&role],
+                &[&role.as_str()],
             )
             .await?;
             metrics.insert("role_sessions".to_owned(), count);
             metrics.insert("blast_radius_sessions".to_owned(), count);
-            "role_sessions"
+            ("role_sessions", "role_sessions")
         }
-        other => return Err(ActuatorError::Refused(format!("{other} has no probe"))),
+        Action::Retrain { .. }
+        | Action::Scale { .. }
+        | Action::Maintenance { .. }
+        | Action::CapacityPlan { .. }
+        | Action::Failover { .. } => {
+            return Err(ActuatorError::Refused(format!(
+                "{} is not a PostgreSQL action",
+                action.template()
+            )));
+        }
     };
-    Ok((primary, metrics))
+    Ok(Probe {
+        primary,
+        eligible,
+        metrics,
+    })
 }
 
-/// The table an operation works on (an index's table, the table itself), if it has one:
-/// operations on one table are serialized.
+/// The table an operation works on (an index's table, the table or view itself), if it has
+/// one: operations on one table are serialized.
 pub async fn relation_of(
     client: &Client,
-    params: &BTreeMap<String, ParamValue>,
+    action: &Action,
 ) -> Result<Option<String>, ActuatorError> {
-    let relation = if let Ok(index) = text(params, "index") {
-        client
+    let relation = match action {
+        Action::ReindexConcurrently { index } | Action::DropIndex { index } => client
             .query_opt(
                 "SELECT indrelid::regclass::text FROM pg_index WHERE indexrelid = to_regclass($1)",
-                &[&index],
+                &[&index.as_str()],
             )
             .await?
-            .map(|row| row.get(0))
-    } else {
-        text(params, "table")
-            .or_else(|_| text(params, "matview"))
-            .ok()
-            .map(str::to_owned)
+            .map(|row| row.get(0)),
+        other => other.relation().map(|r| r.as_str().to_owned()),
     };
     Ok(relation)
 }
@@ -259,12 +316,11 @@ pub async fn relation_of(
 /// Measures before acting: the probe, saturation, and whether acting can help.
 pub async fn assess(
     client: &Client,
-    template: &Template,
-    params: &BTreeMap<String, ParamValue>,
+    action: &Action,
     verify: &VerifyConfig,
     saturation: f64,
 ) -> Result<Assessment, ActuatorError> {
-    let (primary, before) = probe(client, template, params, verify).await?;
+    let mut probe = probe(client, action, verify, None).await?;
     let load = client
         .query_one(
             "SELECT count(*) FILTER (WHERE state = 'active')::float8, \
@@ -273,25 +329,20 @@ pub async fn assess(
         )
         .await?;
     let (active, max): (f64, f64) = (load.get(0), load.get(1));
-    let mut assessment = Assessment {
-        saturated: max > 0.0 && active / max >= saturation,
-        skip: None,
-        advised_columns: None,
-        primary,
-        before,
-    };
-    if assessment.before.get(primary).copied().unwrap_or(0.0) <= 0.0 {
-        assessment.skip = Some(format!("nothing to fix: {primary} is already 0"));
-    } else if template.id == "pg.create_index_advised" {
-        match advise_index(client, text(params, "table")?).await? {
+    let mut skip = None;
+    let mut advised = None;
+    if probe.value(probe.eligible) <= 0.0 {
+        skip = Some(format!("nothing to fix: {} is 0", probe.eligible));
+    } else if let Action::CreateIndexAdvised { table } = action {
+        match advise_index(client, table).await? {
             Some((columns, benefit)) => {
-                assessment
-                    .before
+                probe
+                    .metrics
                     .insert("estimated_cost_reduction".to_owned(), benefit);
-                assessment.advised_columns = Some(columns);
+                advised = Some(columns);
             }
             None => {
-                assessment.skip = Some(
+                skip = Some(
                     "no index would help: pg_qualstats has no predicate on the table that a \
                      hypothetical index makes at least 30% cheaper"
                         .to_owned(),
@@ -299,15 +350,21 @@ pub async fn assess(
             }
         }
     }
-    Ok(assessment)
+    Ok(Assessment {
+        probe,
+        saturated: max > 0.0 && active / max >= saturation,
+        skip,
+        advised_columns: advised,
+    })
 }
 
 /// The advisor's index for `table` that hypopg estimates cuts a sample query's cost the most
 /// (at least 30%): its column list and the cost reduction.
 async fn advise_index(
     client: &Client,
-    table: &str,
+    table: &Identifier,
 ) -> Result<Option<(String, f64)>, ActuatorError> {
+    let table = table.as_str();
     client
         .batch_execute(
             "CREATE EXTENSION IF NOT EXISTS pg_qualstats; CREATE EXTENSION IF NOT EXISTS hypopg",
@@ -386,7 +443,7 @@ fn advised_columns(statement: &str, table: &str) -> Option<String> {
     let columns: Vec<&str> = columns.split(',').map(str::trim).collect();
     columns
         .iter()
-        .all(|c| is_identifier(c) && !c.contains('.'))
+        .all(|c| Identifier::is_valid(c) && !c.contains('.'))
         .then(|| columns.join(", "))
 }
 
@@ -405,47 +462,40 @@ async fn total_cost(client: &Client, explain: &str) -> Result<f64, ActuatorError
     Ok(plan[0]["Plan"]["Total Cost"].as_f64().unwrap_or(0.0))
 }
 
-/// Runs the template; the statement that ran, for the audit trail.
+/// Runs `action` as action `action_id`; the statement that ran, for the audit trail.
 pub async fn execute(
     client: &Client,
-    template: &Template,
-    params: &BTreeMap<String, ParamValue>,
+    action: &Action,
     action_id: &str,
     advised_columns: Option<&str>,
 ) -> Result<String, ActuatorError> {
-    let statement = match template.id {
-        "pg.reindex_concurrently" => {
-            format!("REINDEX INDEX CONCURRENTLY {}", text(params, "index")?)
-        }
-        "pg.analyze" => format!("ANALYZE {}", text(params, "table")?),
-        "pg.vacuum" => format!("VACUUM (ANALYZE) {}", text(params, "table")?),
-        "pg.cancel_long_queries" | "pg.terminate_long_queries" => {
-            let function = if template.id == "pg.cancel_long_queries" {
-                "pg_cancel_backend"
-            } else {
-                "pg_terminate_backend"
-            };
-            format!(
-                "SELECT count(*) FILTER (WHERE {function}(pid)) FROM pg_stat_activity \
-                 WHERE state = 'active' AND backend_type = 'client backend' \
-                 AND pid <> pg_backend_pid() AND now() - query_start > interval '{} seconds'",
-                number(params, "min_age_s")?
-            )
-        }
-        "pg.terminate_idle_sessions" => format!(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE state LIKE 'idle in transaction%' AND pid <> pg_backend_pid() \
-             AND now() - state_change > interval '{} seconds'",
-            number(params, "min_idle_s")?
+    let statement = match action {
+        Action::ReindexConcurrently { index } => format!("REINDEX INDEX CONCURRENTLY {index}"),
+        Action::Analyze { table } => format!("ANALYZE {table}"),
+        Action::Vacuum { table } => format!("VACUUM (ANALYZE) {table}"),
+        Action::CancelLongQueries { min_age_s } => format!(
+            "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) {}",
+            LONG_QUERIES.replace("$1", &min_age_s.to_string())
         ),
-        "pg.refresh_materialized_view" => {
-            let matview = text(params, "matview")?;
+        Action::TerminateLongQueries { min_age_s } => format!(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) {}",
+            LONG_QUERIES.replace("$1", &min_age_s.to_string())
+        ),
+        Action::TerminateIdleSessions { min_idle_s } => format!(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) {}",
+            IDLE_SESSIONS.replace("$1", &min_idle_s.to_string())
+        ),
+        Action::TerminateBlockers { min_idle_s } => format!(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) {}",
+            IDLE_BLOCKERS.replace("$1", &min_idle_s.to_string())
+        ),
+        Action::RefreshMaterializedView { matview } => {
             let unique: bool = client
                 .query_one(
                     "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1::text::regclass \
                      AND indisunique AND indpred IS NULL) AND (SELECT relispopulated FROM pg_class \
                      WHERE oid = $1::text::regclass)",
-                    &[&matview],
+                    &[&matview.as_str()],
                 )
                 .await?
                 .get(0);
@@ -455,45 +505,50 @@ pub async fn execute(
                 format!("REFRESH MATERIALIZED VIEW {matview}")
             }
         }
-        "pg.create_index_advised" => {
+        Action::CreateIndexAdvised { table } => {
             let columns = advised_columns
                 .ok_or_else(|| ActuatorError::Refused("no advised index to create".to_owned()))?;
             format!(
-                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({columns})",
-                advised_index_name(action_id),
-                text(params, "table")?
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {table} ({columns})",
+                advised_index_name(action_id)
             )
         }
-        "pg.drop_index" => format!(
-            "DROP INDEX CONCURRENTLY IF EXISTS {}",
-            text(params, "index")?
+        Action::DropIndex { index } => format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"),
+        Action::SetRoleStatementTimeout { role, timeout_ms } => {
+            format!("ALTER ROLE {role} SET statement_timeout = {timeout_ms}")
+        }
+        Action::ResetRoleStatementTimeout { role } => {
+            format!("ALTER ROLE {role} RESET statement_timeout")
+        }
+        Action::TerminateRoleSessions { role } => format!(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE usename = '{role}' AND pid <> pg_backend_pid()"
         ),
-        "pg.set_role_statement_timeout" => format!(
-            "ALTER ROLE {} SET statement_timeout = {}",
-            text(params, "role")?,
-            number(params, "timeout_ms")?
-        ),
-        "pg.reset_role_statement_timeout" => {
-            format!(
-                "ALTER ROLE {} RESET statement_timeout",
-                text(params, "role")?
-            )
-        }
-        "pg.terminate_role_sessions" => {
-            let role = text(params, "role")?;
-            format!(
-                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
-                 WHERE usename = '{role}' AND pid <> pg_backend_pid()"
-            )
-        }
-        other => {
+        Action::Retrain { .. }
+        | Action::Scale { .. }
+        | Action::Maintenance { .. }
+        | Action::CapacityPlan { .. }
+        | Action::Failover { .. } => {
             return Err(ActuatorError::Refused(format!(
-                "{other} is not a PostgreSQL template"
+                "{} is not a PostgreSQL action",
+                action.template()
             )));
         }
     };
     client.batch_execute(&statement).await?;
     Ok(statement)
+}
+
+/// Whether index `name` exists, and if so whether it is valid (an interrupted
+/// `CREATE INDEX CONCURRENTLY` leaves an invalid one).
+pub async fn index_validity(client: &Client, name: &str) -> Result<Option<bool>, ActuatorError> {
+    Ok(client
+        .query_opt(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+            &[&name],
+        )
+        .await?
+        .map(|row| row.get(0)))
 }
 
 #[cfg(test)]
@@ -525,6 +580,5 @@ mod tests {
             ),
             None
         );
-        assert_eq!(advised_index_name("3f2a-BC_99"), "opsloop_3f2abc99");
     }
 }

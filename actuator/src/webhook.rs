@@ -10,19 +10,22 @@
 //! - `webhook.maintenance` and `webhook.capacity_plan` (proactive plans): `POST
 //!   {tickets_url}/maintenance` or `/capacity-plans` with the action id, the incident (forecast
 //!   cycle) and the parameters, for whatever tracks such requests.
+//!
+//! Every request carries the action id in an `Idempotency-Key` header.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use opsloop_actions::Action;
 use opsloop_schemas::ops::ParamValue;
 
 use crate::{ActuatorConfig, ActuatorError};
 
-/// Runs `template` with `params`; what was requested, for the audit trail.
+/// Runs `action` as action `action_id` of `incident_id`; what was requested, for the audit
+/// trail. Every request carries the action id as its `Idempotency-Key`, so a receiver can
+/// tell a retry from a new request.
 pub fn execute(
     config: &ActuatorConfig,
-    template: &str,
-    params: &BTreeMap<String, ParamValue>,
+    action: &Action,
     action_id: &str,
     incident_id: &str,
 ) -> Result<String, ActuatorError> {
@@ -33,45 +36,33 @@ pub fn execute(
         .http_status_as_error(false)
         .build()
         .into();
-    let text = |name: &str| match params.get(name) {
-        Some(ParamValue::String(value)) => Ok(value.clone()),
-        other => Err(ActuatorError::Refused(format!(
-            "parameter {name}: {other:?}"
-        ))),
-    };
+    let template = action.template();
     let base = |url: &Option<String>, what: &str| {
         url.as_deref()
             .map(|u| u.trim_end_matches('/').to_owned())
             .ok_or_else(|| ActuatorError::Config(format!("no {what} configured for {template}")))
     };
-    match template {
-        "webhook.retrain" => {
+    let post = |url: &str, body: serde_json::Value, also: &[u16]| {
+        post_json(&agent, url, &body.to_string(), action_id, also)
+    };
+    match action {
+        Action::Retrain { dag_id, model } => {
             let url = format!(
-                "{}/api/v1/dags/{}/dagRuns",
-                base(&config.airflow_url, "airflow_url")?,
-                text("dag_id")?
+                "{}/api/v1/dags/{dag_id}/dagRuns",
+                base(&config.airflow_url, "airflow_url")?
             );
             let body = serde_json::json!({
                 "dag_run_id": format!("opsloop-{action_id}"),
-                "conf": {"model": text("model")?, "incident_id": incident_id},
+                "conf": {"model": model, "incident_id": incident_id},
             });
-            post_json(&agent, &url, &body.to_string(), &[409])
+            post(&url, body, &[409])
         }
-        "webhook.scale" => {
+        Action::Scale { deployment, delta } => {
             let url = format!(
-                "{}/apis/apps/v1/namespaces/{}/deployments/{}/scale",
+                "{}/apis/apps/v1/namespaces/{}/deployments/{deployment}/scale",
                 base(&config.kubernetes_url, "kubernetes_url")?,
                 config.kubernetes_namespace,
-                text("deployment")?
             );
-            let delta = match params.get("delta") {
-                Some(ParamValue::Long(delta)) => *delta,
-                other => {
-                    return Err(ActuatorError::Refused(format!(
-                        "parameter delta: {other:?}"
-                    )));
-                }
-            };
             let current = with_retries(&url, || {
                 agent
                     .get(&url)
@@ -90,6 +81,7 @@ pub fn execute(
                 agent
                     .patch(&url)
                     .header("content-type", "application/merge-patch+json")
+                    .header("idempotency-key", action_id)
                     .send(patch.as_str())
                     .map(|r| r.status().as_u16())
             })?;
@@ -98,24 +90,23 @@ pub fn execute(
                 "PATCH {url}: replicas {replicas} -> {wanted} (HTTP {status})"
             ))
         }
-        "webhook.failover" => {
+        Action::Failover { cluster } => {
             let url = format!(
-                "{}/failover/{}",
-                base(&config.kubernetes_url, "kubernetes_url")?,
-                text("cluster")?
+                "{}/failover/{cluster}",
+                base(&config.kubernetes_url, "kubernetes_url")?
             );
-            let body = serde_json::json!({"action_id": action_id}).to_string();
-            post_json(&agent, &url, &body, &[])
+            post(&url, serde_json::json!({"action_id": action_id}), &[])
         }
-        "webhook.maintenance" | "webhook.capacity_plan" => {
-            let kind = if template == "webhook.maintenance" {
+        Action::Maintenance { .. } | Action::CapacityPlan { .. } => {
+            let kind = if matches!(action, Action::Maintenance { .. }) {
                 "maintenance"
             } else {
                 "capacity-plans"
             };
             let url = format!("{}/{kind}", base(&config.tickets_url, "tickets_url")?);
-            let params: BTreeMap<&str, serde_json::Value> = params
-                .iter()
+            let params: serde_json::Map<String, serde_json::Value> = action
+                .params()
+                .into_iter()
                 .map(|(name, value)| {
                     let value = match value {
                         ParamValue::String(text) => serde_json::json!(text),
@@ -123,19 +114,19 @@ pub fn execute(
                         ParamValue::Double(number) => serde_json::json!(number),
                         ParamValue::Boolean(flag) => serde_json::json!(flag),
                     };
-                    (name.as_str(), value)
+                    (name, value)
                 })
                 .collect();
             let body = serde_json::json!({
                 "action_id": action_id,
                 "incident_id": incident_id,
                 "params": params,
-            })
-            .to_string();
-            post_json(&agent, &url, &body, &[])
+            });
+            post(&url, body, &[])
         }
         other => Err(ActuatorError::Refused(format!(
-            "{other} is not a webhook template"
+            "{} is not a webhook action",
+            other.template()
         ))),
     }
 }
@@ -145,12 +136,14 @@ fn post_json(
     agent: &ureq::Agent,
     url: &str,
     body: &str,
+    idempotency_key: &str,
     also: &[u16],
 ) -> Result<String, ActuatorError> {
     let status = with_retries(url, || {
         agent
             .post(url)
             .header("content-type", "application/json")
+            .header("idempotency-key", idempotency_key)
             .send(body)
             .map(|r| r.status().as_u16())
     })?;

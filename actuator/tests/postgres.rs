@@ -1,14 +1,15 @@
 //! The actuator against a real PostgreSQL 15: each fault remediated and verified, a fix that
 //! does not help rolled back, and the governance gates (allow-list, approvals, concurrency,
-//! no second execution after a crash).
+//! no second execution after a crash or by a second actuator, the planner's signature,
+//! approvals bound to content, blockers ended and their victims left alone).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opsloop_actuator::approvals::sign;
+use opsloop_actions::{TemplateId, advised_index_name, seal};
 use opsloop_actuator::audit::AuditLog;
-use opsloop_actuator::{Actuator, ActuatorConfig, VerifyConfig};
+use opsloop_actuator::{Actuator, ActuatorConfig, Handled, VerifyConfig};
 use opsloop_schemas::ops::{
     ActionOutcome, ActionStep, Approval, Decision, ParamValue, RemediationEvent,
 };
@@ -17,8 +18,10 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio_postgres::Client;
 
 const KEY: &str = "test approval key";
+const PLANNER_KEY: &str = "test planner key";
 
-fn event(action_id: &str, template: &str, params: &[(&str, ParamValue)]) -> RemediationEvent {
+/// An unsigned event; [`signed`] makes it the planner's.
+fn unsigned(action_id: &str, template: &str, params: &[(&str, ParamValue)]) -> RemediationEvent {
     let params = params
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.clone()))
@@ -30,11 +33,35 @@ fn event(action_id: &str, template: &str, params: &[(&str, ParamValue)]) -> Reme
         "db-1",
         params,
     );
-    event.rollback_template = opsloop_planner::templates::template(template)
+    event.rollback_template = template
+        .parse::<TemplateId>()
         .ok()
-        .and_then(|t| t.rollback)
-        .map(str::to_owned);
+        .and_then(|t| t.spec().rollback)
+        .map(|t| t.as_str().to_owned());
     event
+}
+
+fn signed(event: RemediationEvent) -> RemediationEvent {
+    seal::sign_event(PLANNER_KEY.as_bytes(), event)
+}
+
+fn event(action_id: &str, template: &str, params: &[(&str, ParamValue)]) -> RemediationEvent {
+    signed(unsigned(action_id, template, params))
+}
+
+fn approval(event: &RemediationEvent, decision: Decision, approver: &str) -> Approval {
+    seal::sign_approval(
+        KEY.as_bytes(),
+        Approval {
+            action_id: event.action_id.clone(),
+            decision,
+            approver: approver.to_owned(),
+            reason: String::new(),
+            time_us: 1,
+            signature: String::new(),
+            action_digest: seal::digest(event),
+        },
+    )
 }
 
 fn name(value: &str) -> ParamValue {
@@ -58,6 +85,7 @@ impl Setup {
         ActuatorConfig {
             default_dsn: Some(self.postgres.connection_string()),
             approval_key: KEY.to_owned(),
+            planner_key: PLANNER_KEY.to_owned(),
             audit_log: self.dir.path().join("audit.jsonl"),
             rate_per_s: 100.0,
             verify: VerifyConfig {
@@ -65,6 +93,9 @@ impl Setup {
                 settle_ms: 2_000,
                 window_ms: 1_500,
                 min_improvement: 0.5,
+                // No correlator here: the probe alone judges (one test feeds verdicts).
+                symptom: false,
+                ..VerifyConfig::default()
             },
             ..ActuatorConfig::default()
         }
@@ -278,7 +309,7 @@ async fn a_missing_index_is_created_and_a_useless_one_rolled_back() {
         executed.before["estimated_cost_reduction"] >= 0.3,
         "{executed:?}"
     );
-    let created = opsloop_actuator::postgres::advised_index_name("create");
+    let created = advised_index_name("create");
     assert!(index_exists(&db, &created).await);
     load.abort();
 
@@ -317,13 +348,7 @@ async fn a_missing_index_is_created_and_a_useless_one_rolled_back() {
         "{}",
         rolled_back.detail
     );
-    assert!(
-        !index_exists(
-            &db,
-            &opsloop_actuator::postgres::advised_index_name("useless")
-        )
-        .await
-    );
+    assert!(!index_exists(&db, &advised_index_name("useless")).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,7 +372,7 @@ async fn governance_gates_hold() {
 
     // Not on the allow-list: skipped, never run.
     let mut config = setup.config();
-    config.allow = vec!["pg.analyze".to_owned(), "pg.cancel_long_queries".to_owned()];
+    config.allow = vec![TemplateId::PgAnalyze, TemplateId::PgCancelLongQueries];
     let (actuator, mut outcomes) = setup.actuator(config.clone());
     actuator
         .handle(event("vacuum", "pg.vacuum", &[("table", name("t0"))]))
@@ -408,23 +433,20 @@ async fn governance_gates_hold() {
     let runaway = setup.client().await;
     let sleeping = tokio::spawn(async move { runaway.batch_execute("SELECT pg_sleep(120)").await });
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let mut gated = event(
+    let mut gated = unsigned(
         "gated",
         "pg.cancel_long_queries",
         &[("min_age_s", ParamValue::Long(1))],
     );
     gated.approval_required = true;
+    let gated = signed(gated);
     actuator.handle(gated.clone()).await.expect("handled");
-    let unsigned = Approval {
-        action_id: "gated".to_owned(),
-        decision: Decision::Approve,
-        approver: "mallory".to_owned(),
-        reason: String::new(),
-        time_us: 1,
+    let unsigned_approval = Approval {
         signature: String::new(),
+        ..approval(&gated, Decision::Approve, "mallory")
     };
-    let forged = sign(b"a guessed key", unsigned.clone());
-    for approval in [&unsigned, &forged] {
+    let forged = seal::sign_approval(b"a guessed key", unsigned_approval.clone());
+    for approval in [&unsigned_approval, &forged] {
         assert_eq!(
             actuator.decide(approval).await.expect("decide"),
             opsloop_actuator::DecisionOutcome::Forged
@@ -437,13 +459,7 @@ async fn governance_gates_hold() {
         "nothing ran without a valid approval"
     );
     assert!(!sleeping.is_finished(), "the runaway query still runs");
-    let approved = sign(
-        KEY.as_bytes(),
-        Approval {
-            approver: "alice".to_owned(),
-            ..unsigned
-        },
-    );
+    let approved = approval(&gated, Decision::Approve, "alice");
     assert_eq!(
         actuator.decide(&approved).await.expect("decide"),
         opsloop_actuator::DecisionOutcome::Applied
@@ -498,6 +514,9 @@ async fn a_restart_after_execution_verifies_and_never_runs_the_action_again() {
                 after: BTreeMap::new(),
                 prev_hash: String::new(),
                 hash: String::new(),
+                params: cancel.params.clone(),
+                digest: seal::digest(&cancel),
+                attempt: 1,
             })
             .expect("append");
         }
@@ -540,10 +559,10 @@ async fn a_canary_runs_first_and_a_failed_one_stops_the_rest() {
     );
     let (actuator, mut outcomes) = setup.actuator(config);
     let on = |action: &str, incident: &str, target: &str, table: &str| {
-        let mut event = event(action, "pg.analyze", &[("table", name(table))]);
+        let mut event = unsigned(action, "pg.analyze", &[("table", name(table))]);
         event.incident_id = incident.to_owned();
         event.target = target.to_owned();
-        event
+        signed(event)
     };
 
     // The canary on db-1 verifies; then db-2 and db-3 run.
@@ -614,4 +633,410 @@ async fn a_canary_runs_first_and_a_failed_one_stops_the_rest() {
             skipped.detail
         );
     }
+}
+
+/// A session of `role` (trust auth) that stays open.
+async fn session_as(setup: &Setup, role: &str) -> Client {
+    let dsn = format!(
+        "host=127.0.0.1 port={} user={role} dbname=postgres",
+        setup.postgres.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+        .await
+        .expect("connect as role");
+    tokio::spawn(connection);
+    client
+}
+
+async fn sessions_of(db: &Client, role: &str) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+        &[&role],
+    )
+    .await
+    .expect("activity")
+    .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_signed_events_run_and_an_approval_runs_only_what_it_approved() {
+    let setup = Setup::start().await;
+    let db = setup.client().await;
+    db.batch_execute("CREATE ROLE app_a LOGIN; CREATE ROLE app_b LOGIN;")
+        .await
+        .expect("roles");
+    let _a = session_as(&setup, "app_a").await;
+    let _b = session_as(&setup, "app_b").await;
+    let (actuator, mut outcomes) = setup.actuator(setup.config());
+    let role = |name: &str| [("role", name_value(name))];
+
+    // A hand-made event that says it needs no approval: unsigned, refused, nothing runs.
+    let mut forged = unsigned("end-a", "pg.terminate_role_sessions", &role("app_a"));
+    forged.approval_required = false;
+    assert!(matches!(
+        actuator.handle(forged.clone()).await.expect("handled"),
+        Handled::Refused(refusal) if refusal.code() == "unsigned_event"
+    ));
+    // Signed by the planner, then altered: refused.
+    let mut altered = signed(forged.clone());
+    altered.params.insert("role".into(), name_value("app_b"));
+    assert!(matches!(
+        actuator.handle(altered).await.expect("handled"),
+        Handled::Refused(refusal) if refusal.code() == "altered_event"
+    ));
+    assert!(actuator.steps("end-a").is_empty(), "refusals spend no id");
+
+    // The planner's own event, even saying it needs no approval, waits for one: the catalog
+    // says this template always does.
+    let genuine = signed(forged);
+    assert_eq!(
+        actuator.handle(genuine.clone()).await.expect("handled"),
+        Handled::AwaitingApproval
+    );
+    // The same id naming another role is refused, even signed.
+    let swapped = event("end-a", "pg.terminate_role_sessions", &role("app_b"));
+    assert!(matches!(
+        actuator.handle(swapped.clone()).await.expect("handled"),
+        Handled::Refused(refusal) if refusal.code() == "reused_action_id"
+    ));
+    // An approval of the swapped content does not run the waiting one.
+    assert_eq!(
+        actuator
+            .decide(&approval(&swapped, Decision::Approve, "alice"))
+            .await
+            .expect("decide"),
+        opsloop_actuator::DecisionOutcome::Mismatched
+    );
+    assert_eq!(sessions_of(&db, "app_a").await, 1);
+    assert_eq!(sessions_of(&db, "app_b").await, 1);
+    // The approval of what was planned ends app_a's session, and only it.
+    assert_eq!(
+        actuator
+            .decide(&approval(&genuine, Decision::Approve, "alice"))
+            .await
+            .expect("decide"),
+        opsloop_actuator::DecisionOutcome::Applied
+    );
+    assert_eq!(
+        actuator.steps("end-a"),
+        [
+            ActionStep::Planned,
+            ActionStep::Approved,
+            ActionStep::Executed,
+            ActionStep::Verified
+        ]
+    );
+    assert_eq!(sessions_of(&db, "app_a").await, 0);
+    assert_eq!(
+        sessions_of(&db, "app_b").await,
+        1,
+        "the other role untouched"
+    );
+    let all = drain(&mut outcomes);
+    let refused: Vec<&ActionOutcome> = all
+        .iter()
+        .filter(|o| o.step == ActionStep::Refused)
+        .collect();
+    assert_eq!(refused.len(), 4, "every refusal audited: {all:#?}");
+    let planned = all
+        .iter()
+        .find(|o| o.step == ActionStep::Planned)
+        .expect("planned");
+    assert_eq!(
+        planned.params["role"],
+        name_value("app_a"),
+        "entries carry parameters"
+    );
+    assert_eq!(planned.digest, seal::digest(&genuine));
+    assert!(opsloop_actuator::audit::verify(&setup.config().audit_log).is_ok());
+}
+
+fn name_value(value: &str) -> ParamValue {
+    ParamValue::String(value.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_deliveries_to_two_actuators_execute_once() {
+    let setup = Setup::start().await;
+    let db = setup.client().await;
+    db.batch_execute(
+        "CREATE TABLE events (id bigint PRIMARY KEY, kind int);
+         INSERT INTO events SELECT g, g % 10 FROM generate_series(1, 1000) g;
+         CREATE MATERIALIZED VIEW event_counts AS SELECT kind, count(*) AS n FROM events GROUP BY kind;
+         INSERT INTO events SELECT g, 10 + g % 5 FROM generate_series(1001, 2000) g;",
+    )
+    .await
+    .expect("fixtures");
+    let first_config = ActuatorConfig {
+        instance: Some("actuator-1".to_owned()),
+        ..setup.config()
+    };
+    let second_config = ActuatorConfig {
+        instance: Some("actuator-2".to_owned()),
+        audit_log: setup.dir.path().join("audit-2.jsonl"),
+        ..setup.config()
+    };
+    let (first, mut first_outcomes) = setup.actuator(first_config);
+    let (second, mut second_outcomes) = setup.actuator(second_config);
+    let refresh = event(
+        "refresh.1",
+        "pg.refresh_materialized_view",
+        &[("matview", name_value("event_counts"))],
+    );
+    // Two deliveries to each actuator at once.
+    let mut deliveries = Vec::new();
+    for actuator in [&first, &second, &first, &second] {
+        let actuator = Arc::clone(actuator);
+        let refresh = refresh.clone();
+        deliveries.push(tokio::spawn(async move { actuator.handle(refresh).await }));
+    }
+    for delivery in deliveries {
+        assert_eq!(
+            delivery.await.expect("task").expect("handled"),
+            Handled::Done
+        );
+    }
+    let mut all = drain(&mut first_outcomes);
+    all.extend(drain(&mut second_outcomes));
+    let executed = steps(&all, "refresh.1")
+        .iter()
+        .filter(|s| **s == ActionStep::Executed)
+        .count();
+    assert_eq!(executed, 1, "{all:#?}");
+    assert_eq!(
+        steps(&all, "refresh.1")
+            .iter()
+            .filter(|s| **s == ActionStep::Verified)
+            .count(),
+        1
+    );
+    let skipped = all
+        .iter()
+        .find(|o| o.step == ActionStep::Skipped)
+        .expect("the other actuator's verdict");
+    assert!(
+        skipped.detail.contains("already run by actuator-"),
+        "{}",
+        skipped.detail
+    );
+    let claims: i64 = db
+        .query_one(
+            "SELECT count(*) FROM opsloop.action_claims WHERE action_id = 'refresh.1' AND outcome = 'Verified'",
+            &[],
+        )
+        .await
+        .expect("claims")
+        .get(0);
+    assert_eq!(claims, 1);
+    // A late redelivery, after a restart of either, runs nothing.
+    drop(first);
+    let (restarted, mut restarted_outcomes) = setup.actuator(ActuatorConfig {
+        instance: Some("actuator-1".to_owned()),
+        ..setup.config()
+    });
+    restarted.handle(refresh).await.expect("handled");
+    assert!(drain(&mut restarted_outcomes).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_in_transaction_blockers_are_terminated_and_their_victims_left_alone() {
+    let setup = Setup::start().await;
+    let db = setup.client().await;
+    db.batch_execute(
+        "CREATE TABLE accounts (id int PRIMARY KEY, balance int);
+         INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 3) g;",
+    )
+    .await
+    .expect("fixtures");
+    // Three sessions update a row each and then sit idle in their transactions.
+    let mut holders = Vec::new();
+    for id in 1..=3 {
+        let holder = setup.client().await;
+        holder
+            .batch_execute(&format!(
+                "BEGIN; UPDATE accounts SET balance = balance + 1 WHERE id = {id}"
+            ))
+            .await
+            .expect("holder");
+        holders.push(holder);
+    }
+    // Four victims wait for those rows.
+    let mut victims = Vec::new();
+    for i in 0..4 {
+        let victim = setup.client().await;
+        victims.push(tokio::spawn(async move {
+            victim
+                .execute(
+                    "UPDATE accounts SET balance = balance - 1 WHERE id = $1",
+                    &[&(i % 3 + 1)],
+                )
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (actuator, mut outcomes) = setup.actuator(setup.config());
+
+    // Cancelling long queries would hit only the victims: there is nothing for it to do.
+    actuator
+        .handle(event(
+            "cancel",
+            "pg.cancel_long_queries",
+            &[("min_age_s", ParamValue::Long(1))],
+        ))
+        .await
+        .expect("handled");
+    let all = drain(&mut outcomes);
+    assert_eq!(
+        steps(&all, "cancel"),
+        [ActionStep::Planned, ActionStep::Skipped],
+        "{all:#?}"
+    );
+    assert!(
+        victims.iter().all(|v| !v.is_finished()),
+        "no victim cancelled"
+    );
+
+    actuator
+        .handle(event(
+            "blockers",
+            "pg.terminate_blockers",
+            &[("min_idle_s", ParamValue::Long(1))],
+        ))
+        .await
+        .expect("handled");
+    let all = drain(&mut outcomes);
+    assert_eq!(
+        steps(&all, "blockers"),
+        [
+            ActionStep::Planned,
+            ActionStep::Executed,
+            ActionStep::Verified
+        ],
+        "{all:#?}"
+    );
+    let verified = all
+        .iter()
+        .find(|o| o.step == ActionStep::Verified)
+        .expect("verified");
+    assert_eq!(verified.before["blocked_backends"], 4.0);
+    assert_eq!(verified.before["idle_blockers"], 3.0);
+    assert_eq!(verified.after["blocked_backends"], 0.0);
+    for victim in victims {
+        let updated = victim
+            .await
+            .expect("task")
+            .expect("the victim's update went through");
+        assert_eq!(updated, 1);
+    }
+    for holder in holders {
+        assert!(
+            holder.batch_execute("COMMIT").await.is_err(),
+            "the blocker was ended"
+        );
+    }
+    let balances: i64 = db
+        .query_one("SELECT sum(balance)::int8 FROM accounts", &[])
+        .await
+        .expect("sum")
+        .get(0);
+    assert_eq!(
+        balances,
+        300 - 4,
+        "the victims' work done, the blockers' rolled back"
+    );
+}
+
+fn verdict(
+    event: &RemediationEvent,
+    recovered_us: Option<i64>,
+    recurred_us: Option<i64>,
+) -> opsloop_schemas::ops::Incident {
+    opsloop_schemas::ops::Incident {
+        incident_id: event.incident_id.clone(),
+        version: 3,
+        entity: event.target.clone(),
+        pattern: "standalone".to_owned(),
+        failure_type: "cache_stale".to_owned(),
+        severity: 0.5,
+        tier: opsloop_schemas::ops::Tier::T3,
+        state: opsloop_schemas::ops::IncidentState::Acknowledged,
+        opened_us: 0,
+        updated_us: 0,
+        deadline_us: None,
+        resolved_us: None,
+        alert_ids: Vec::new(),
+        alert_types: Vec::new(),
+        hypotheses: Vec::new(),
+        model_version: None,
+        feature_set: Vec::new(),
+        labels: BTreeMap::new(),
+        action_id: Some(event.action_id.clone()),
+        recovered_us,
+        recurred_us,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_clear_symptom_verifies() {
+    let setup = Setup::start().await;
+    let db = setup.client().await;
+    let mut tables = String::new();
+    for i in 0..3 {
+        tables.push_str(&format!(
+            "CREATE TABLE s{i} (x int); INSERT INTO s{i} SELECT generate_series(1, 100);"
+        ));
+    }
+    db.batch_execute(&tables).await.expect("tables");
+    db.batch_execute("SELECT pg_stat_force_next_flush()")
+        .await
+        .expect("flush");
+    db.batch_execute("SELECT 1").await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let mut config = setup.config();
+    config.verify.symptom = true;
+    config.verify.symptom_timeout_s = 20;
+    let (actuator, mut outcomes) = setup.actuator(config);
+    let analyze = |i: usize| {
+        event(
+            &format!("analyze-s{i}"),
+            "pg.analyze",
+            &[("table", name_value(&format!("s{i}")))],
+        )
+    };
+
+    // The alerts stay clear: VERIFIED. They come back: no rollback for ANALYZE, FAILED.
+    for (i, recovered, recurred, expected) in [
+        (0, Some(5), None, ActionStep::Verified),
+        (1, None, Some(7), ActionStep::Failed),
+    ] {
+        let event = analyze(i);
+        let running = tokio::spawn({
+            let actuator = Arc::clone(&actuator);
+            let event = event.clone();
+            async move { actuator.handle(event).await }
+        });
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(!running.is_finished(), "waits for the verdict");
+        actuator.observe_incident(&verdict(&event, recovered, recurred));
+        running.await.expect("task").expect("handled");
+        let all = drain(&mut outcomes);
+        assert_eq!(
+            steps(&all, &event.action_id).last(),
+            Some(&expected),
+            "{all:#?}"
+        );
+    }
+    // No verdict within the timeout: not verified.
+    let mut config = setup.config();
+    config.verify.symptom = true;
+    config.verify.symptom_timeout_s = 1;
+    config.audit_log = setup.dir.path().join("audit-timeout.jsonl");
+    let (impatient, mut outcomes) = setup.actuator(config);
+    impatient.handle(analyze(2)).await.expect("handled");
+    let all = drain(&mut outcomes);
+    assert_eq!(
+        steps(&all, "analyze-s2").last(),
+        Some(&ActionStep::Failed),
+        "{all:#?}"
+    );
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use opsloop_actions::{TemplateId, seal};
 use opsloop_actuator::{Actuator, ActuatorConfig};
 use opsloop_schemas::ops::{ActionStep, ParamValue, RemediationEvent, SeverityBand};
 use opsloop_tests::TestWebhook;
@@ -22,8 +23,10 @@ fn event(action_id: &str, template: &str, params: &[(&str, ParamValue)]) -> Reme
         params,
     );
     event.band = SeverityBand::Emergency;
-    event
+    seal::sign_event(PLANNER_KEY.as_bytes(), event)
 }
+
+const PLANNER_KEY: &str = "webhook test planner key";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retraining_and_scaling_requests_reach_their_receivers() {
@@ -34,10 +37,11 @@ async fn retraining_and_scaling_requests_reach_their_receivers() {
     let dir = tempfile::tempdir().expect("dir");
     let config = ActuatorConfig {
         allow: vec![
-            "webhook.retrain".to_owned(),
-            "webhook.scale".to_owned(),
-            "webhook.maintenance".to_owned(),
+            TemplateId::WebhookRetrain,
+            TemplateId::WebhookScale,
+            TemplateId::WebhookMaintenance,
         ],
+        planner_key: PLANNER_KEY.to_owned(),
         audit_log: dir.path().join("audit.jsonl"),
         airflow_url: Some(airflow.url()),
         kubernetes_url: Some(kubernetes.url()),
@@ -98,6 +102,14 @@ async fn retraining_and_scaling_requests_reach_their_receivers() {
     );
     let body: serde_json::Value = serde_json::from_str(&requests[0].body).expect("JSON");
     assert_eq!(body["dag_run_id"], "opsloop-retrain-1");
+    assert_eq!(
+        requests[0]
+            .headers
+            .get("idempotency-key")
+            .map(String::as_str),
+        Some("retrain-1"),
+        "a receiver can tell a retry from a new request"
+    );
     assert_eq!(body["conf"]["model"], "ranker");
     assert_eq!(body["conf"]["incident_id"], "incident-retrain-1");
 
@@ -137,7 +149,8 @@ async fn retraining_and_scaling_requests_reach_their_receivers() {
     let (sender, mut outcomes) = unbounded_channel();
     let unreachable = Actuator::new(
         ActuatorConfig {
-            allow: vec!["webhook.retrain".to_owned()],
+            allow: vec![TemplateId::WebhookRetrain],
+            planner_key: PLANNER_KEY.to_owned(),
             audit_log: dir.path().join("audit.jsonl"),
             airflow_url: Some("http://127.0.0.1:1".to_owned()),
             ..ActuatorConfig::default()

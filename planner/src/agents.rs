@@ -3,16 +3,16 @@
 //! veto them or require an approval.
 //!
 //! Labels the agents read (set by the detectors' output columns, carried by the correlator):
-//! `table_name`, `index_name`, `matview`, `usename`, `model`. Deployments and retraining DAGs
+//! `table_name`, `index_name`, `matview`, `usename`, `model`; an alert type names what is wrong
+//! (`lock_blocker`, `runaway_query`, ...). Deployments and retraining DAGs
 //! come from the [`AgentsConfig`], never from event content.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use opsloop_schemas::ops::{Incident, ParamValue, Tier};
+use opsloop_actions::{Action, Identifier, TemplateId};
+use opsloop_schemas::ops::{Incident, Tier};
 use serde::Deserialize;
-
-use crate::templates::{Template, is_identifier, template};
 
 /// Which agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -59,6 +59,10 @@ pub struct AgentsConfig {
     /// Sessions idle in a transaction longer than this are reclaimed (seconds; default 60).
     #[serde(default = "default_idle_s")]
     pub idle_after_s: i64,
+    /// Sessions that hold locks others wait for, idle in a transaction longer than this, are
+    /// ended (seconds; default 30, what `sql/pg_lock_blocker.sql` fires on).
+    #[serde(default = "default_blocker_idle_s")]
+    pub blocker_idle_after_s: i64,
 }
 
 impl Default for AgentsConfig {
@@ -70,6 +74,7 @@ impl Default for AgentsConfig {
             retrain_dags: BTreeMap::new(),
             runaway_after_s: default_runaway_s(),
             idle_after_s: default_idle_s(),
+            blocker_idle_after_s: default_blocker_idle_s(),
         }
     }
 }
@@ -82,12 +87,15 @@ fn default_idle_s() -> i64 {
     60
 }
 
+fn default_blocker_idle_s() -> i64 {
+    30
+}
+
 /// One proposed action.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Proposal {
     pub agent: AgentKind,
-    pub template: &'static Template,
-    pub params: BTreeMap<String, ParamValue>,
+    pub action: Action,
     pub target: String,
     /// What the action is for; proposals of one agent with one goal are alternatives, of
     /// which the learner picks one.
@@ -130,27 +138,20 @@ pub fn all_agents() -> Vec<Box<dyn Agent>> {
     ]
 }
 
-/// A proposal of `template` (a catalog id; a bug if missing) with `params`.
+/// A proposal of `action` on the incident's entity, if its parameters pass the template's
+/// validation (free text within bounds).
 fn proposal(
     agent: AgentKind,
-    template_id: &str,
-    params: &[(&str, ParamValue)],
+    rationale: String,
+    action: Action,
     incident: &Incident,
     goal: &'static str,
     prior: (f64, f64),
-    rationale: String,
 ) -> Option<Proposal> {
-    let template = template(template_id).ok()?;
-    let params: BTreeMap<String, ParamValue> = params
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect();
-    // Labels come from telemetry: a value that is no identifier is no target.
-    template.validate(&params).ok()?;
+    Action::parse(action.template(), &action.params()).ok()?;
     Some(Proposal {
         agent,
-        template,
-        params,
+        action,
         target: incident.entity.clone(),
         goal,
         prior,
@@ -158,23 +159,21 @@ fn proposal(
     })
 }
 
-fn label<'a>(incident: &'a Incident, name: &str) -> Option<&'a str> {
+/// A label naming what to act on; labels come from telemetry, and a value that is no plain
+/// identifier is no target.
+fn label(incident: &Incident, name: &str) -> Option<Identifier> {
     incident
         .labels
         .get(name)
-        .map(String::as_str)
-        .filter(|v| is_identifier(v))
+        .and_then(|value| Identifier::new(value.as_str()).ok())
 }
 
 fn has_type(incident: &Incident, alert_type: &str) -> bool {
     incident.alert_types.iter().any(|t| t == alert_type)
 }
 
-fn text(value: &str) -> ParamValue {
-    ParamValue::String(value.to_owned())
-}
-
-/// Query performance: indexes, statistics, caches, runaway queries, connections.
+/// Query performance: indexes, statistics, caches, runaway queries, lock blockers,
+/// connections.
 #[derive(Debug)]
 pub struct PerformanceAgent;
 
@@ -191,12 +190,11 @@ impl Agent for PerformanceAgent {
         {
             proposals.extend(proposal(
                 kind,
-                "pg.reindex_concurrently",
-                &[("index", text(index))],
+                format!("index {index} is bloated: rebuild it without blocking writes"),
+                Action::ReindexConcurrently { index },
                 incident,
                 "index_bloat",
                 (2.0, 1.0),
-                format!("index {index} is bloated: rebuild it without blocking writes"),
             ));
         }
         if let Some(table) = label(incident, "table_name")
@@ -204,15 +202,14 @@ impl Agent for PerformanceAgent {
         {
             proposals.extend(proposal(
                 kind,
-                "pg.create_index_advised",
-                &[("table", text(table))],
-                incident,
-                "seq_scans",
-                (2.0, 1.0),
                 format!(
                     "sequential scans on {table} jumped: create the index its predicates need \
                      (benefit estimated with hypothetical indexes first)"
                 ),
+                Action::CreateIndexAdvised { table },
+                incident,
+                "seq_scans",
+                (2.0, 1.0),
             ));
         }
         if let Some(table) = label(incident, "table_name")
@@ -221,12 +218,11 @@ impl Agent for PerformanceAgent {
         {
             proposals.extend(proposal(
                 kind,
-                "pg.analyze",
-                &[("table", text(table))],
+                format!("queries on {table} slowed down: refresh the planner's statistics"),
+                Action::Analyze { table },
                 incident,
                 "statistics",
                 (1.0, 1.0),
-                format!("queries on {table} slowed down: refresh the planner's statistics"),
             ));
         }
         if let Some(matview) = label(incident, "matview")
@@ -234,54 +230,59 @@ impl Agent for PerformanceAgent {
         {
             proposals.extend(proposal(
                 kind,
-                "pg.refresh_materialized_view",
-                &[("matview", text(matview))],
+                format!("materialized view {matview} lags its base tables: refresh it"),
+                Action::RefreshMaterializedView { matview },
                 incident,
                 "stale_view",
                 (2.0, 1.0),
-                format!("materialized view {matview} lags its base tables: refresh it"),
             ));
         }
         if has_type(incident, "runaway_query") {
-            let age = ParamValue::Long(config.runaway_after_s);
+            let min_age_s = config.runaway_after_s;
             proposals.extend(proposal(
                 kind,
-                "pg.cancel_long_queries",
-                &[("min_age_s", age.clone())],
+                format!("queries running over {min_age_s} s hold resources: cancel them"),
+                Action::CancelLongQueries { min_age_s },
                 incident,
                 "runaway",
                 (2.0, 1.0),
-                format!(
-                    "queries running over {} s hold locks: cancel them",
-                    config.runaway_after_s
-                ),
             ));
             proposals.extend(proposal(
                 kind,
-                "pg.terminate_long_queries",
-                &[("min_age_s", age)],
+                format!("queries running over {min_age_s} s hold resources: end their sessions"),
+                Action::TerminateLongQueries { min_age_s },
                 incident,
                 "runaway",
                 // Ending sessions loses their clients' work: only once cancelling has failed.
                 (1.0, 5.0),
+            ));
+        }
+        if has_type(incident, "lock_blocker") {
+            let min_idle_s = config.blocker_idle_after_s;
+            proposals.extend(proposal(
+                kind,
                 format!(
-                    "queries running over {} s hold locks: end their sessions",
-                    config.runaway_after_s
+                    "sessions idle in a transaction for over {min_idle_s} s hold locks others \
+                     wait for: end the blockers, not the sessions waiting on them"
                 ),
+                Action::TerminateBlockers { min_idle_s },
+                incident,
+                "lock_blockers",
+                (2.0, 1.0),
             ));
         }
         if has_type(incident, "connection_saturation") {
+            let min_idle_s = config.idle_after_s;
             proposals.extend(proposal(
                 kind,
-                "pg.terminate_idle_sessions",
-                &[("min_idle_s", ParamValue::Long(config.idle_after_s))],
+                format!(
+                    "connections are exhausted: reclaim sessions idle in a transaction over \
+                     {min_idle_s} s"
+                ),
+                Action::TerminateIdleSessions { min_idle_s },
                 incident,
                 "connections",
                 (1.0, 1.0),
-                format!(
-                    "connections are exhausted: reclaim sessions idle in a transaction over {} s",
-                    config.idle_after_s
-                ),
             ));
         }
         proposals
@@ -304,17 +305,19 @@ impl Agent for CostAgent {
         if !has_type(incident, "gpu_utilization_low") {
             return Vec::new();
         }
+        let Ok(name) = Identifier::new(deployment.as_str()) else {
+            return Vec::new();
+        };
         proposal(
             self.kind(),
-            "webhook.scale",
-            &[
-                ("deployment", text(deployment)),
-                ("delta", ParamValue::Long(-1)),
-            ],
+            format!("GPUs behind {deployment} sit idle: one replica fewer saves cost"),
+            Action::Scale {
+                deployment: name,
+                delta: -1,
+            },
             incident,
             "capacity",
             (1.0, 1.0),
-            format!("GPUs behind {deployment} sit idle: one replica fewer saves cost"),
         )
         .into_iter()
         .collect()
@@ -337,21 +340,23 @@ impl Agent for ReliabilityAgent {
             incident.failure_type.as_str(),
             "resource_exhaustion" | "resource_contention"
         );
-        if pressured && let Some(deployment) = config.deployments.get(&incident.entity) {
+        if pressured
+            && let Some(deployment) = config.deployments.get(&incident.entity)
+            && let Ok(name) = Identifier::new(deployment.as_str())
+        {
             proposals.extend(proposal(
                 kind,
-                "webhook.scale",
-                &[
-                    ("deployment", text(deployment)),
-                    ("delta", ParamValue::Long(1)),
-                ],
-                incident,
-                "capacity",
-                (1.0, 1.0),
                 format!(
                     "{} under pressure: one replica more for {deployment}",
                     incident.entity
                 ),
+                Action::Scale {
+                    deployment: name,
+                    delta: 1,
+                },
+                incident,
+                "capacity",
+                (1.0, 1.0),
             ));
         }
         if incident.failure_type == "data_drift"
@@ -362,15 +367,19 @@ impl Agent for ReliabilityAgent {
                 .get(model)
                 .cloned()
                 .unwrap_or_else(|| format!("retrain_{model}"));
-            proposals.extend(proposal(
-                kind,
-                "webhook.retrain",
-                &[("dag_id", text(&dag)), ("model", text(model))],
-                incident,
-                "drift",
-                (1.0, 1.0),
-                format!("model {model}'s inputs drifted: retrain it on recent data"),
-            ));
+            if let Ok(dag_id) = Identifier::new(dag) {
+                proposals.extend(proposal(
+                    kind,
+                    format!("model {model}'s inputs drifted: retrain it on recent data"),
+                    Action::Retrain {
+                        dag_id,
+                        model: model.clone(),
+                    },
+                    incident,
+                    "drift",
+                    (1.0, 1.0),
+                ));
+            }
         }
         proposals
     }
@@ -394,12 +403,11 @@ impl Agent for SecurityAgent {
         };
         proposal(
             self.kind(),
-            "pg.terminate_role_sessions",
-            &[("role", text(role))],
+            format!("role {role} reads in an anomalous pattern: end its sessions"),
+            Action::TerminateRoleSessions { role },
             incident,
             "access",
             (1.0, 1.0),
-            format!("role {role} reads in an anomalous pattern: end its sessions"),
         )
         .into_iter()
         .collect()
@@ -432,7 +440,9 @@ impl Agent for ComplianceAgent {
                     proposal: index,
                     reason: format!("{} is under a change freeze", proposal.target),
                 });
-            } else if proposal.template.id == "webhook.failover" && incident.tier != Tier::T1 {
+            } else if proposal.action.template() == TemplateId::WebhookFailover
+                && incident.tier != Tier::T1
+            {
                 reviews.push(Review::Veto {
                     proposal: index,
                     reason: "a failover needs a T1 incident".to_owned(),

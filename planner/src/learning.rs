@@ -1,16 +1,13 @@
 //! Which action works: a Beta posterior of the success rate of every (failure type, template),
-//! sampled (Thompson sampling) to choose among alternatives, updated by verified outcomes and
-//! persisted as JSON so it survives restarts.
+//! sampled (Thompson sampling) to choose among alternatives and updated by verified outcomes.
+//! It is part of the planner's state, which `opsloop run` keeps in its checkpoints.
 //!
 //! The random numbers come from a seeded xorshift generator, so a planner started with the
 //! same seed and history makes the same choices.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-
-use crate::PlannerError;
 
 /// Successes and failures seen for one arm.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -25,8 +22,6 @@ pub struct Learner {
     /// "failure_type/template" -> record.
     records: BTreeMap<String, Record>,
     rng: u64,
-    #[serde(skip)]
-    path: Option<PathBuf>,
 }
 
 impl Learner {
@@ -35,23 +30,7 @@ impl Learner {
         Learner {
             records: BTreeMap::new(),
             rng: seed | 1,
-            path: None,
         }
-    }
-
-    /// The learner saved at `path`, or a new one (with `seed`) if there is none yet; every
-    /// [`record`](Self::record) is saved there.
-    pub fn open(path: impl Into<PathBuf>, seed: u64) -> Result<Self, PlannerError> {
-        let path = path.into();
-        let mut learner = match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|error| learning_error(&path, error))?
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Learner::new(seed),
-            Err(error) => return Err(learning_error(&path, error)),
-        };
-        learner.path = Some(path);
-        Ok(learner)
     }
 
     pub fn record_of(&self, failure_type: &str, template: &str) -> Record {
@@ -62,20 +41,14 @@ impl Learner {
     }
 
     /// Counts a verified success or a failure (rolled back, failed) of `template` on
-    /// `failure_type`, and saves the state when it has a file.
-    pub fn record(
-        &mut self,
-        failure_type: &str,
-        template: &str,
-        success: bool,
-    ) -> Result<(), PlannerError> {
+    /// `failure_type`.
+    pub fn record(&mut self, failure_type: &str, template: &str, success: bool) {
         let record = self.records.entry(key(failure_type, template)).or_default();
         if success {
             record.successes += 1;
         } else {
             record.failures += 1;
         }
-        self.save()
     }
 
     /// A draw from the posterior Beta(prior.0 + successes, prior.1 + failures).
@@ -86,16 +59,6 @@ impl Learner {
         let x = self.gamma(alpha);
         let y = self.gamma(beta);
         if x + y > 0.0 { x / (x + y) } else { 0.5 }
-    }
-
-    fn save(&self) -> Result<(), PlannerError> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let bytes = serde_json::to_vec_pretty(self).map_err(|error| learning_error(path, error))?;
-        let partial = path.with_extension("partial");
-        std::fs::write(&partial, bytes).map_err(|error| learning_error(path, error))?;
-        std::fs::rename(&partial, path).map_err(|error| learning_error(path, error))
     }
 
     fn uniform(&mut self) -> f64 {
@@ -137,13 +100,6 @@ fn key(failure_type: &str, template: &str) -> String {
     format!("{failure_type}/{template}")
 }
 
-fn learning_error(path: &Path, error: impl std::fmt::Display) -> PlannerError {
-    PlannerError::Learning {
-        path: path.display().to_string(),
-        reason: error.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,10 +108,8 @@ mod tests {
     fn samples_follow_the_record() {
         let mut learner = Learner::new(7);
         for _ in 0..40 {
-            learner.record("runaway", "cancel", false).expect("record");
-            learner
-                .record("runaway", "terminate", true)
-                .expect("record");
+            learner.record("runaway", "cancel", false);
+            learner.record("runaway", "terminate", true);
         }
         let draws = 2_000;
         let mut terminate_wins = 0;
@@ -174,28 +128,23 @@ mod tests {
     }
 
     #[test]
-    fn the_state_survives_a_restart() {
-        let dir = std::env::temp_dir().join(format!("opsloop-learner-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("learning.json");
-        let _ = std::fs::remove_file(&path);
-        let mut learner = Learner::open(&path, 1).expect("new");
-        learner
-            .record("cache_stale", "pg.refresh_materialized_view", true)
-            .expect("record");
-        learner
-            .record("cache_stale", "pg.refresh_materialized_view", false)
-            .expect("record");
-        let reopened = Learner::open(&path, 1).expect("reopen");
+    fn the_state_survives_serialization() {
+        let mut learner = Learner::new(1);
+        learner.record("cache_stale", "pg.refresh_materialized_view", true);
+        learner.record("cache_stale", "pg.refresh_materialized_view", false);
+        let mut copy: Learner =
+            serde_json::from_slice(&serde_json::to_vec(&learner).expect("json")).expect("back");
         assert_eq!(
-            reopened.record_of("cache_stale", "pg.refresh_materialized_view"),
+            copy.record_of("cache_stale", "pg.refresh_materialized_view"),
             Record {
                 successes: 1,
                 failures: 1
             }
         );
-        std::fs::write(&path, b"{broken").expect("write");
-        assert!(Learner::open(&path, 1).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
+        // The generator's position travels too: the copy draws what the original draws.
+        assert_eq!(
+            copy.sample("cache_stale", "pg.analyze", (1.0, 1.0)),
+            learner.sample("cache_stale", "pg.analyze", (1.0, 1.0))
+        );
     }
 }

@@ -9,7 +9,8 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use opsloop_schemas::ops::{Incident, ParamValue, SeverityBand};
+use opsloop_actions::Action;
+use opsloop_schemas::ops::{Incident, SeverityBand};
 
 use crate::agents::{AgentKind, Proposal, Review};
 use crate::learning::Learner;
@@ -47,7 +48,8 @@ pub fn resolve(
                     let _ = write!(
                         summary,
                         "compliance vetoed {} on {}: {reason}. ",
-                        p.template.id, p.target
+                        p.action.template(),
+                        p.target
                     );
                     vetoed.insert(*proposal);
                 }
@@ -68,13 +70,13 @@ pub fn resolve(
     // Opposite scaling requests on one deployment.
     let band = SeverityBand::of(incident.severity);
     let scaling: Vec<usize> = (0..live.len())
-        .filter(|&i| live[i].1.template.id == "webhook.scale")
+        .filter(|&i| matches!(live[i].1.action, Action::Scale { .. }))
         .collect();
     let mut dropped = BTreeSet::new();
     for (position, &a) in scaling.iter().enumerate() {
         for &b in &scaling[position + 1..] {
             let (pa, pb) = (&live[a].1, &live[b].1);
-            let same_deployment = pa.params.get("deployment") == pb.params.get("deployment");
+            let same_deployment = deployment(pa) == deployment(pb);
             let opposite = delta(pa).signum() * delta(pb).signum() < 0;
             if !(same_deployment && opposite) || dropped.contains(&a) || dropped.contains(&b) {
                 continue;
@@ -104,7 +106,11 @@ pub fn resolve(
         if dropped.contains(&i) {
             continue;
         }
-        let draw = learner.sample(&incident.failure_type, proposal.template.id, proposal.prior);
+        let draw = learner.sample(
+            &incident.failure_type,
+            proposal.action.template().as_str(),
+            proposal.prior,
+        );
         match best_of_goal
             .iter_mut()
             .find(|(agent, goal, _, _)| *agent == proposal.agent && *goal == proposal.goal)
@@ -120,7 +126,9 @@ pub fn resolve(
                 let _ = write!(
                     summary,
                     "for {} chose {} over {} (sampled success {winner_draw:.2}). ",
-                    proposal.goal, live[best.2].1.template.id, live[loser].1.template.id,
+                    proposal.goal,
+                    live[best.2].1.action.template(),
+                    live[loser].1.action.template(),
                 );
                 dropped.insert(loser);
             }
@@ -133,11 +141,9 @@ pub fn resolve(
         if dropped.contains(&i) {
             continue;
         }
-        let duplicate = accepted.iter().any(|a| {
-            a.proposal.template.id == proposal.template.id
-                && a.proposal.target == proposal.target
-                && a.proposal.params == proposal.params
-        });
+        let duplicate = accepted
+            .iter()
+            .any(|a| a.proposal.action == proposal.action && a.proposal.target == proposal.target);
         if !duplicate {
             accepted.push(Accepted {
                 proposal,
@@ -152,8 +158,15 @@ pub fn resolve(
 }
 
 fn delta(proposal: &Proposal) -> i64 {
-    match proposal.params.get("delta") {
-        Some(ParamValue::Long(delta)) => *delta,
+    match proposal.action {
+        Action::Scale { delta, .. } => delta,
         _ => 0,
+    }
+}
+
+fn deployment(proposal: &Proposal) -> Option<&str> {
+    match &proposal.action {
+        Action::Scale { deployment, .. } => Some(deployment.as_str()),
+        _ => None,
     }
 }

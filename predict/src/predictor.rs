@@ -404,7 +404,7 @@ impl Predictor {
             for plan in evaluate(&self.config.rules, &outlook) {
                 // One plan per condition until its deadline: a forecast that stays above a
                 // threshold for a week asks for capacity once, not at every cycle.
-                let key = format!("{entity}/{}/{}/{:?}", plan.rule, plan.template, plan.params);
+                let key = format!("{entity}/{}/{:?}", plan.rule, plan.action);
                 if self
                     .state
                     .issued

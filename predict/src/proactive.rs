@@ -13,9 +13,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use opsloop_planner::templates::{ApprovalPolicy, template};
+use opsloop_actions::{Action, ApprovalPolicy, Identifier};
 use opsloop_schemas::ids::stable_id;
-use opsloop_schemas::ops::{ParamValue, RemediationEvent, RemediationKind, SeverityBand};
+use opsloop_schemas::ops::{RemediationEvent, RemediationKind, SeverityBand};
 use serde::Deserialize;
 
 /// The thresholds.
@@ -70,8 +70,7 @@ pub struct ProactivePlan {
     pub rule: &'static str,
     pub priority: Priority,
     pub act_within: Duration,
-    pub template: &'static str,
-    pub params: BTreeMap<String, ParamValue>,
+    pub action: Action,
     pub reason: String,
 }
 
@@ -87,8 +86,7 @@ pub fn evaluate(rules: &ProactiveRules, outlook: &Outlook) -> Vec<ProactivePlan>
             rule: "failure_risk",
             priority: Priority::High,
             act_within: 24 * HOUR,
-            template: "webhook.maintenance",
-            params: BTreeMap::from([("window_h".to_owned(), ParamValue::Long(24))]),
+            action: Action::Maintenance { window_h: 24 },
             reason: format!(
                 "failure risk {risk:.2} above {:.2} (model {})",
                 rules.failure_risk,
@@ -103,34 +101,25 @@ pub fn evaluate(rules: &ProactiveRules, outlook: &Outlook) -> Vec<ProactivePlan>
             "p99 forecast for the next hour {p99:.0} ms above the {:.0} ms SLA",
             rules.sla_p99_ms
         );
-        let (template, params) = match &outlook.deployment {
-            Some(deployment) => (
-                "webhook.scale",
-                BTreeMap::from([
-                    (
-                        "deployment".to_owned(),
-                        ParamValue::String(deployment.clone()),
-                    ),
-                    ("delta".to_owned(), ParamValue::Long(1)),
-                ]),
-            ),
-            None => (
-                "webhook.capacity_plan",
-                BTreeMap::from([
-                    (
-                        "resource".to_owned(),
-                        ParamValue::String("query capacity".to_owned()),
-                    ),
-                    ("days".to_owned(), ParamValue::Long(1)),
-                ]),
-            ),
+        let deployment = outlook
+            .deployment
+            .as_deref()
+            .and_then(|name| Identifier::new(name).ok());
+        let action = match deployment {
+            Some(deployment) => Action::Scale {
+                deployment,
+                delta: 1,
+            },
+            None => Action::CapacityPlan {
+                resource: "query capacity".to_owned(),
+                days: 1,
+            },
         };
         plans.push(ProactivePlan {
             rule: "latency_sla",
             priority: Priority::Medium,
             act_within: HOUR,
-            template,
-            params,
+            action,
             reason,
         });
     }
@@ -140,11 +129,10 @@ pub fn evaluate(rules: &ProactiveRules, outlook: &Outlook) -> Vec<ProactivePlan>
                 rule: "capacity",
                 priority: Priority::Low,
                 act_within: 7 * 24 * HOUR,
-                template: "webhook.capacity_plan",
-                params: BTreeMap::from([
-                    ("resource".to_owned(), ParamValue::String(resource.clone())),
-                    ("days".to_owned(), ParamValue::Long(7)),
-                ]),
+                action: Action::CapacityPlan {
+                    resource: resource.clone(),
+                    days: 7,
+                },
                 reason: format!(
                     "{resource} demand next week at {:.0}% of its limit, above {:.0}%{}",
                     share * 100.0,
@@ -169,28 +157,29 @@ pub fn to_event(
     cycle_id: &str,
     now_us: i64,
 ) -> RemediationEvent {
-    let params_text = format!("{:?}", plan.params);
+    let template = plan.action.template();
+    let params = plan.action.params();
+    let params_text = format!("{params:?}");
     let action_id = stable_id(&[
         entity.as_bytes(),
         plan.rule.as_bytes(),
-        plan.template.as_bytes(),
+        template.as_str().as_bytes(),
         params_text.as_bytes(),
         cycle_id.as_bytes(),
     ]);
     let mut event = RemediationEvent::new(
         action_id,
         format!("forecast-{cycle_id}"),
-        plan.template,
+        template.as_str(),
         entity,
-        plan.params.clone(),
+        params,
     );
     event.kind = RemediationKind::Proactive;
     event.band = SeverityBand::Preventive;
-    if let Ok(template) = template(plan.template) {
-        event.risk = template.risk;
-        event.approval_required = template.approval != ApprovalPolicy::Never;
-        event.rollback_template = template.rollback.map(str::to_owned);
-    }
+    let spec = template.spec();
+    event.risk = spec.risk;
+    event.approval_required = spec.approval != ApprovalPolicy::Never;
+    event.rollback_template = spec.rollback.map(|r| r.as_str().to_owned());
     event.agent = "reliability".to_owned();
     event.rationale = format!(
         "{} ({:?} priority): {}",

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use opsloop_actions::TemplateId;
 use opsloop_predict::proactive::{Outlook, Priority, ProactiveRules, evaluate, to_event};
 use opsloop_schemas::ops::{ParamValue, RemediationKind, SeverityBand};
 
@@ -38,8 +39,12 @@ fn failure_risk_above_0_7_plans_maintenance_within_a_day() {
     );
     let plan = &plans[0];
     assert_eq!(
-        (plan.rule, plan.priority, plan.template),
-        ("failure_risk", Priority::High, "webhook.maintenance")
+        (plan.rule, plan.priority, plan.action.template()),
+        (
+            "failure_risk",
+            Priority::High,
+            TemplateId::WebhookMaintenance
+        )
     );
     let event = to_event(plan, "db-1", "cycle-7", 10 * HOUR_US);
     assert_eq!(event.kind, RemediationKind::Proactive);
@@ -83,10 +88,10 @@ fn a_p99_forecast_above_the_sla_plans_scaling_within_an_hour() {
     };
     let plan = &evaluate(&rules, &scalable)[0];
     assert_eq!(
-        (plan.rule, plan.priority, plan.template),
-        ("latency_sla", Priority::Medium, "webhook.scale")
+        (plan.rule, plan.priority, plan.action.template()),
+        ("latency_sla", Priority::Medium, TemplateId::WebhookScale)
     );
-    assert_eq!(plan.params["delta"], ParamValue::Long(1));
+    assert_eq!(plan.action.params()["delta"], ParamValue::Long(1));
     let event = to_event(plan, "db-1", "c", 0);
     assert_eq!(event.deadline_us, Some(HOUR_US));
     assert!(
@@ -101,7 +106,7 @@ fn a_p99_forecast_above_the_sla_plans_scaling_within_an_hour() {
             ..outlook()
         },
     )[0];
-    assert_eq!(plan.template, "webhook.capacity_plan");
+    assert_eq!(plan.action.template(), TemplateId::WebhookCapacityPlan);
 }
 
 #[test]
@@ -123,7 +128,7 @@ fn next_weeks_capacity_above_80_percent_plans_capacity_within_a_week() {
     let plan = &plans[0];
     assert_eq!((plan.rule, plan.priority), ("capacity", Priority::Low));
     assert_eq!(
-        plan.params["resource"],
+        plan.action.params()["resource"],
         ParamValue::String("connections".to_owned())
     );
     assert_eq!(

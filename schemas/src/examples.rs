@@ -139,6 +139,9 @@ pub fn visit_all(visitor: &mut impl ExampleVisitor) {
         model_version: Some("2026-11-20.1".into()),
         feature_set: vec!["session_length_s".into()],
         labels: labels([("cluster", "features"), ("model", "ranker")]),
+        action_id: None,
+        recovered_us: None,
+        recurred_us: None,
     });
     visitor.visit(&RemediationEvent {
         action_id: "act-1b2c3d4e".into(),
@@ -166,6 +169,8 @@ pub fn visit_all(visitor: &mut impl ExampleVisitor) {
         rationale: "hypothetical index cuts the hot query's cost 11.8x".into(),
         created_us: t + 30_000,
         deadline_us: Some(t + 240_000_000),
+        attempt: 1,
+        signature: "4a1c6f0e9d2b83c57e6a1f0d9c8b7a6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a".into(),
     });
     visitor.visit(&Approval {
         action_id: "act-1b2c3d4e".into(),
@@ -174,6 +179,7 @@ pub fn visit_all(visitor: &mut impl ExampleVisitor) {
         reason: "index build during low traffic".into(),
         time_us: t + 45_000_000,
         signature: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        action_digest: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae".into(),
     });
     visitor.visit(&ActionOutcome {
         action_id: "act-1b2c3d4e".into(),
@@ -188,6 +194,14 @@ pub fn visit_all(visitor: &mut impl ExampleVisitor) {
         after: numbers([("p99_ms", 17.2)]),
         prev_hash: "0".repeat(64),
         hash: "5f2b0a8c4d6e7f1029384756abcdef0123456789abcdef0123456789abcdef01".into(),
+        params: [(
+            "table".to_owned(),
+            ParamValue::String("user_features".into()),
+        )]
+        .into_iter()
+        .collect(),
+        digest: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae".into(),
+        attempt: 1,
     });
     visitor.visit(&CycleReport {
         cycle_id: "cycle-42-1717236000000000".into(),

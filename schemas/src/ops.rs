@@ -104,6 +104,17 @@ pub struct Incident {
     pub feature_set: Vec<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The action whose effect this version judges: set from the action's execution on.
+    #[serde(default)]
+    pub action_id: Option<String>,
+    /// Set when the incident's alert condition stayed clear, after that action, for the
+    /// windows its detectors need: the start of the first clear window.
+    #[serde(default)]
+    pub recovered_us: Option<i64>,
+    /// Set when the alerts came back in windows that started after that action: the start of
+    /// the first such window.
+    #[serde(default)]
+    pub recurred_us: Option<i64>,
 }
 
 /// Whether an action answers an incident or a forecast.
@@ -169,11 +180,23 @@ pub struct RemediationEvent {
     pub created_us: i64,
     #[serde(default)]
     pub deadline_us: Option<i64>,
+    /// Which attempt at this fix (1 for the first); a later attempt has its own action id.
+    #[serde(default = "first_attempt")]
+    pub attempt: i64,
+    /// The planner's signature (`opsloop_actions::seal`); actuators refuse events without a
+    /// valid one.
+    #[serde(default)]
+    pub signature: String,
+}
+
+fn first_attempt() -> i64 {
+    1
 }
 
 impl RemediationEvent {
-    /// A reactive, corrective event of `template` on `target` with `params`, no approval,
-    /// no rollback, risk 0 and created at time 0; set the other fields as needed.
+    /// A reactive, corrective, unsigned first attempt of `template` on `target` with
+    /// `params`, no approval, no rollback, risk 0 and created at time 0; set the other fields
+    /// as needed.
     pub fn new(
         action_id: impl Into<String>,
         incident_id: impl Into<String>,
@@ -196,6 +219,8 @@ impl RemediationEvent {
             rationale: String::new(),
             created_us: 0,
             deadline_us: None,
+            attempt: 1,
+            signature: String::new(),
         }
     }
 }
@@ -218,6 +243,9 @@ pub struct Approval {
     pub reason: String,
     pub time_us: i64,
     pub signature: String,
+    /// The digest of the action content decided on (`opsloop_actions::seal::digest`).
+    #[serde(default)]
+    pub action_digest: String,
 }
 
 /// A step in an action's life.
@@ -232,6 +260,9 @@ pub enum ActionStep {
     RolledBack,
     Failed,
     Skipped,
+    /// An event or decision refused before anything ran (unsigned, altered, reused id, not
+    /// allowed); not the end of the action it names.
+    Refused,
 }
 
 /// One audit-trail entry (`ops.actions`).
@@ -253,6 +284,15 @@ pub struct ActionOutcome {
     pub after: BTreeMap<String, f64>,
     pub prev_hash: String,
     pub hash: String,
+    /// The action's parameters, as in its remediation event.
+    #[serde(default)]
+    pub params: BTreeMap<String, ParamValue>,
+    /// The digest of the action's content (`opsloop_actions::seal::digest`).
+    #[serde(default)]
+    pub digest: String,
+    /// Which attempt at its fix the action is.
+    #[serde(default = "first_attempt")]
+    pub attempt: i64,
 }
 
 fn default_automated() -> bool {

@@ -55,6 +55,8 @@ fn dechunk(mut body: &str) -> String {
 pub struct ReceivedRequest {
     pub method: String,
     pub path: String,
+    /// Header values by lowercase name.
+    pub headers: std::collections::BTreeMap<String, String>,
     pub body: String,
 }
 
@@ -109,18 +111,20 @@ fn serve(stream: TcpStream, answer: &str) -> std::io::Result<ReceivedRequest> {
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_owned();
     let path = parts.next().unwrap_or_default().to_owned();
-    let mut length = 0usize;
+    let mut headers = std::collections::BTreeMap::new();
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
             break;
         }
-        if let Some((name, value)) = header.split_once(':')
-            && name.trim().eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
+        if let Some((name, value)) = header.split_once(':') {
+            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
         }
     }
+    let length = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0usize);
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
     let mut stream = stream;
@@ -132,6 +136,7 @@ fn serve(stream: TcpStream, answer: &str) -> std::io::Result<ReceivedRequest> {
     Ok(ReceivedRequest {
         method,
         path,
+        headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }

@@ -268,7 +268,16 @@ async fn a_long_query_holding_a_lock_shows_until_it_ends() {
         .iter()
         .filter(|s| s.name == "pg_query_age_seconds")
         .count();
-    assert_eq!(running, 2, "the sleeper and the waiting reader");
+    assert_eq!(
+        running, 1,
+        "the sleeper; the reader waiting for its lock is a victim, not a running query"
+    );
+    assert_eq!(expect(&busy, "pg_lock_blockers", &[]), 1.0);
+    assert_eq!(
+        expect(&busy, "pg_idle_blocker_seconds", &[]),
+        0.0,
+        "the blocker is busy, not idle"
+    );
     // The sleeper, the waiting reader and the collector itself.
     assert_eq!(expect(&busy, "pg_connections", &[("state", "active")]), 3.0);
 

@@ -17,9 +17,11 @@
 //! | connections | `pg_connections` | `state` | client backends per state (`active`, `idle`, `idle in transaction`, ...; 0 for a state with none) |
 //! | connections | `pg_max_connections` | | the `max_connections` setting |
 //! | connections | `db_connections_active`, `db_connections_max` | | all client backends, and `max_connections`: what `sql/db_connection_saturation.sql` reads |
-//! | activity | `pg_longest_query_seconds` | | age of the oldest running (`active`) query, 0 when none |
+//! | activity | `pg_longest_query_seconds` | | age of the oldest running (`active`) query that is not waiting for another backend's lock, 0 when none (a query stuck behind a lock is a victim, not a runaway) |
 //! | activity | `pg_longest_transaction_seconds` | | age of the oldest open transaction, 0 when none |
 //! | activity | `pg_blocked_backends` | | backends waiting on a lock another backend holds (`pg_blocking_pids` non-empty) |
+//! | activity | `pg_lock_blockers` | | backends others wait for (the union of every `pg_blocking_pids`) |
+//! | activity | `pg_idle_blocker_seconds` | | the longest a backend others wait for has sat idle in a transaction, 0 when none: what `sql/pg_lock_blocker.sql` reads |
 //! | activity | `pg_query_age_seconds` | `pid`, `usename` | the 5 oldest running queries over 1 s |
 //!
 //! Per database (the one the connection string names):
@@ -91,7 +93,7 @@
 //! times and `pg_stats` hides columns the role cannot read (the bloat estimate then assumes
 //! the key width).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::time::Duration;
 
@@ -622,7 +624,8 @@ impl PostgresCollector {
                         extract(epoch FROM now() - query_start)::float8, \
                         extract(epoch FROM now() - xact_start)::float8, \
                         CASE WHEN wait_event_type = 'Lock' \
-                             THEN cardinality(pg_blocking_pids(pid)) > 0 ELSE false END \
+                             THEN pg_blocking_pids(pid) ELSE '{}'::int[] END, \
+                        extract(epoch FROM now() - state_change)::float8 \
                  FROM pg_stat_activity \
                  WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
             )
@@ -630,6 +633,9 @@ impl PostgresCollector {
         let mut longest_query = 0.0f64;
         let mut longest_transaction = 0.0f64;
         let mut blocked = 0u32;
+        let mut blockers: BTreeSet<i32> = BTreeSet::new();
+        // pid -> seconds idle in a transaction.
+        let mut idle_in_transaction: BTreeMap<i32, f64> = BTreeMap::new();
         let mut running: Vec<(f64, i32, String)> = Vec::new();
         for row in &rows {
             let pid: i32 = self.column(C, row, 0)?;
@@ -637,11 +643,19 @@ impl PostgresCollector {
             let state: String = self.column(C, row, 2)?;
             let query_age: Option<f64> = self.column(C, row, 3)?;
             let transaction_age: Option<f64> = self.column(C, row, 4)?;
-            let is_blocked: Option<bool> = self.column(C, row, 5)?;
+            let blocking: Option<Vec<i32>> = self.column(C, row, 5)?;
+            let state_age: Option<f64> = self.column(C, row, 6)?;
+            let blocking = blocking.unwrap_or_default();
             if let Some(age) = transaction_age {
                 longest_transaction = longest_transaction.max(age.max(0.0));
             }
-            if state == "active"
+            if state.starts_with("idle in transaction") {
+                idle_in_transaction.insert(pid, state_age.unwrap_or(0.0).max(0.0));
+            }
+            if !blocking.is_empty() {
+                blocked += 1;
+                blockers.extend(blocking);
+            } else if state == "active"
                 && let Some(age) = query_age
             {
                 let age = age.max(0.0);
@@ -650,13 +664,16 @@ impl PostgresCollector {
                     running.push((age, pid, usename));
                 }
             }
-            if is_blocked == Some(true) {
-                blocked += 1;
-            }
         }
+        let idle_blocker = blockers
+            .iter()
+            .filter_map(|pid| idle_in_transaction.get(pid))
+            .fold(0.0f64, |longest, age| longest.max(*age));
         out.push("pg_longest_query_seconds", &[], longest_query);
         out.push("pg_longest_transaction_seconds", &[], longest_transaction);
         out.push("pg_blocked_backends", &[], f64::from(blocked));
+        out.push("pg_lock_blockers", &[], blockers.len() as f64);
+        out.push("pg_idle_blocker_seconds", &[], idle_blocker);
         running.sort_by(|a, b| b.0.total_cmp(&a.0));
         for (age, pid, usename) in running.iter().take(TOP_QUERIES) {
             out.push(

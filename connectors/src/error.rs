@@ -34,6 +34,8 @@ pub enum ConnectorError {
     SourceStopped { reason: String },
     #[error("the decoder's rows could not be turned into a batch: {0}")]
     Batch(#[source] arrow::error::ArrowError),
+    #[error("scanning topic {topic}: {reason}")]
+    Scan { topic: String, reason: String },
 }
 
 impl ConnectorError {
@@ -44,6 +46,7 @@ impl ConnectorError {
             ConnectorError::CreateTopic { retry, .. } | ConnectorError::Delivery { retry, .. } => {
                 *retry
             }
+            ConnectorError::Scan { .. } => Retry::WithBackoff,
             ConnectorError::SourceStopped { .. }
             | ConnectorError::Batch(_)
             | ConnectorError::Encode { .. } => Retry::Never,

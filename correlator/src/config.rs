@@ -210,6 +210,7 @@ mod tests {
                 "index_degradation",
                 "cache_stale",
                 "resource_exhaustion",
+                "lock_contention",
                 "security_anomaly"
             ]
         );

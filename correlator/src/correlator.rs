@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{CorrelatorConfig, PatternConfig};
 use crate::error::CorrelatorError;
-use crate::incident::{Added, OpenIncident};
+use crate::incident::{Added, OpenIncident, Verdict, Watch};
 use crate::matcher::{all_match, label_value};
 
 /// What the correlator produced in one call.
@@ -115,6 +115,8 @@ enum Action {
     Forget,
     Resolve(usize),
     Repeat(usize),
+    /// Publish the verdict on an incident's action.
+    Judge(usize, Verdict),
 }
 
 impl Correlator {
@@ -181,6 +183,13 @@ impl Correlator {
             self.state.counters.late += 1;
             return;
         }
+        for incident in &mut group.incidents {
+            if incident.has_type(&alert.alert_type)
+                && let Some(watch) = &mut incident.watch
+            {
+                watch.observe(alert);
+            }
+        }
         if let Some(pending) = group
             .pending
             .iter_mut()
@@ -240,24 +249,67 @@ impl Correlator {
         emitted
     }
 
-    /// Marks open incident `incident_id` acknowledged at `at_us` (an operator or an actuator
-    /// took it); `None` if it is not open or already acknowledged.
-    pub fn acknowledge(&mut self, incident_id: &str, at_us: i64) -> Option<Incident> {
+    /// Marks open incident `incident_id` acknowledged at `at_us` because action `action_id`
+    /// ran then (an operator or an actuator took it), and starts judging that action: the
+    /// incident publishes at once whether its alerts came back in windows after the action, or
+    /// stayed clear for the windows its detectors need (`recovered_us`, `recurred_us`). `None`
+    /// if it is not open or already acknowledged for that action.
+    pub fn acknowledge(
+        &mut self,
+        incident_id: &str,
+        action_id: &str,
+        at_us: i64,
+    ) -> Option<Incident> {
         let key = self.incident_groups.get(incident_id)?.clone();
         let group = self.state.groups.get_mut(&key)?;
         let incident = group
             .incidents
             .iter_mut()
             .find(|i| i.record.incident_id == incident_id)?;
-        if incident.record.state == IncidentState::Acknowledged {
+        if incident.record.action_id.as_deref() == Some(action_id) {
             return None;
         }
         let at_us = at_us.max(incident.record.updated_us);
         let pattern = pattern_named(&self.config, &incident.record.pattern);
         incident.refresh(&self.config, pattern, at_us);
+        incident.watch = Some(Watch::new(action_id, at_us, &incident.members));
+        incident.record.action_id = Some(action_id.to_owned());
+        incident.record.recovered_us = None;
+        incident.record.recurred_us = None;
         let version = incident.publish(IncidentState::Acknowledged, at_us);
         self.state.counters.versions += 1;
+        self.reschedule(&key);
         Some(version)
+    }
+
+    /// Raises open incident `incident_id` one tier at `at_us`, because `reason` (its fixes ran
+    /// out of attempts): a new version, notified even if repeat_interval has not passed.
+    pub fn escalate(&mut self, incident_id: &str, reason: &str, at_us: i64) -> Emitted {
+        let mut emitted = Emitted::default();
+        let Some(key) = self.incident_groups.get(incident_id).cloned() else {
+            return emitted;
+        };
+        let Some(group) = self.state.groups.get_mut(&key) else {
+            return emitted;
+        };
+        let Some(incident) = group
+            .incidents
+            .iter_mut()
+            .find(|i| i.record.incident_id == incident_id)
+        else {
+            return emitted;
+        };
+        let at_us = at_us.max(incident.record.updated_us);
+        let pattern = pattern_named(&self.config, &incident.record.pattern);
+        incident.refresh(&self.config, pattern, at_us);
+        incident.escalate(reason, at_us);
+        let version = incident.publish(IncidentState::Updated, at_us);
+        incident.last_notified_us = at_us;
+        let silenced = is_silenced(&self.config, &incident.members, at_us);
+        self.state.counters.versions += 1;
+        self.notify(&mut emitted, &version, silenced, false);
+        emitted.versions.push(version);
+        emitted
     }
 
     /// The next action of group `key`, if it is due by `now_us`.
@@ -278,6 +330,7 @@ impl Correlator {
                     self.notify(&mut emitted, &incident.record, silenced, true);
                     Vec::new()
                 }
+                Action::Judge(index, verdict) => self.judge(&mut group, index, verdict, due_us),
             };
             for (version, silenced) in versions {
                 self.notify(&mut emitted, &version, silenced, false);
@@ -320,6 +373,9 @@ impl Correlator {
         }
         for (index, incident) in group.incidents.iter().enumerate() {
             if incident.record.version > 0 {
+                if let Some((due, verdict)) = incident.watch.as_ref().and_then(Watch::due) {
+                    consider(due, Action::Judge(index, verdict));
+                }
                 consider(
                     resolve_due_us(&self.config, group, incident),
                     Action::Resolve(index),
@@ -550,6 +606,38 @@ impl Correlator {
         if group.incidents.is_empty() {
             group.last_flush_us = None;
         }
+        let silenced = is_silenced(&self.config, &incident.members, at_us);
+        vec![(version, silenced)]
+    }
+
+    /// The verdict on incident `index`'s action, published at `at_us`.
+    fn judge(
+        &mut self,
+        group: &mut Group,
+        index: usize,
+        verdict: Verdict,
+        at_us: i64,
+    ) -> Vec<(Incident, bool)> {
+        let incident = &mut group.incidents[index];
+        let Some(watch) = incident.watch.as_mut() else {
+            return Vec::new();
+        };
+        let state = match verdict {
+            Verdict::Recurred => {
+                watch.recurred_published = true;
+                incident.record.recurred_us = watch.recurred.map(|(start, _)| start);
+                IncidentState::Updated
+            }
+            Verdict::Cleared => {
+                let recovered = watch.boundaries.values().max().copied().unwrap_or(at_us);
+                watch.recovered_us = Some(recovered);
+                incident.record.recovered_us = Some(recovered);
+                IncidentState::Acknowledged
+            }
+        };
+        let pattern = pattern_named(&self.config, &incident.record.pattern);
+        incident.refresh(&self.config, pattern, at_us);
+        let version = incident.publish(state, at_us);
         let silenced = is_silenced(&self.config, &incident.members, at_us);
         vec![(version, silenced)]
     }

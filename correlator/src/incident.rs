@@ -40,6 +40,100 @@ pub(crate) struct OpenIncident {
     pub(crate) dirty: bool,
     /// Event time of the last notification.
     pub(crate) last_notified_us: i64,
+    /// The executed action whose effect is being judged, if any.
+    #[serde(default)]
+    pub(crate) watch: Option<Watch>,
+}
+
+/// An executed action under judgement: whether the incident's alerts stay clear for the
+/// windows their detectors need after it, or come back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Watch {
+    pub(crate) action_id: String,
+    /// Per member alert type, where its first window wholly after the action starts.
+    pub(crate) boundaries: BTreeMap<String, i64>,
+    /// When every member type's first window after the action has ended.
+    pub(crate) clear_due_us: i64,
+    /// The clear verdict, once published: the latest of the boundaries.
+    pub(crate) recovered_us: Option<i64>,
+    /// A member alert of a window after the action: its window start and end.
+    pub(crate) recurred: Option<(i64, i64)>,
+    pub(crate) recurred_published: bool,
+}
+
+/// The verdict a watch has due, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Recurred,
+    Cleared,
+}
+
+impl Watch {
+    /// A watch of `action_id`, executed at `acted_us`, over the windows of `members`.
+    pub(crate) fn new(action_id: &str, acted_us: i64, members: &[Alert]) -> Self {
+        let mut boundaries = BTreeMap::new();
+        let mut clear_due_us = acted_us;
+        let types: BTreeSet<&str> = members.iter().map(|m| m.alert_type.as_str()).collect();
+        for alert_type in types {
+            let of_type: Vec<Alert> = members
+                .iter()
+                .filter(|m| m.alert_type == alert_type)
+                .cloned()
+                .collect();
+            let width = of_type
+                .iter()
+                .map(|m| m.window_end_us - m.window_start_us)
+                .max()
+                .unwrap_or(1)
+                .max(1);
+            let step = window_step(&of_type).max(1);
+            // Windows start at multiples of their slide: the first at or after the action.
+            let boundary = acted_us.div_euclid(step) * step
+                + if acted_us.rem_euclid(step) == 0 {
+                    0
+                } else {
+                    step
+                };
+            boundaries.insert(alert_type.to_owned(), boundary);
+            clear_due_us = clear_due_us.max(boundary.saturating_add(width));
+        }
+        Watch {
+            action_id: action_id.to_owned(),
+            boundaries,
+            clear_due_us,
+            recovered_us: None,
+            recurred: None,
+            recurred_published: false,
+        }
+    }
+
+    /// Takes in a member-type alert: one of a window wholly after the action is a recurrence.
+    pub(crate) fn observe(&mut self, alert: &Alert) {
+        let latest = self.boundaries.values().max().copied().unwrap_or(i64::MAX);
+        let boundary = self
+            .boundaries
+            .get(&alert.alert_type)
+            .copied()
+            .unwrap_or(latest);
+        if alert.window_start_us < boundary || self.recurred_published {
+            return;
+        }
+        let earliest = self
+            .recurred
+            .is_none_or(|(start, _)| alert.window_start_us < start);
+        if earliest {
+            self.recurred = Some((alert.window_start_us, alert.window_end_us));
+        }
+    }
+
+    /// The next verdict to publish and its due time.
+    pub(crate) fn due(&self) -> Option<(i64, Verdict)> {
+        match self.recurred {
+            Some((_, end)) if !self.recurred_published => Some((end, Verdict::Recurred)),
+            None if self.recovered_us.is_none() => Some((self.clear_due_us, Verdict::Cleared)),
+            _ => None,
+        }
+    }
 }
 
 impl OpenIncident {
@@ -69,12 +163,16 @@ impl OpenIncident {
                 model_version: None,
                 feature_set: Vec::new(),
                 labels,
+                action_id: None,
+                recovered_us: None,
+                recurred_us: None,
             },
             members: Vec::new(),
             step_us: i64::MAX,
             last_alert_end_us: i64::MIN,
             dirty: true,
             last_notified_us: i64::MIN,
+            watch: None,
         }
     }
 
@@ -213,6 +311,28 @@ impl OpenIncident {
             }
         }
         record.hypotheses = hypotheses::rank(&self.members, pattern, self.step_us);
+    }
+
+    /// One tier up (T1 stays T1) at `at_us` because of `reason`, with the new tier's deadline.
+    pub(crate) fn escalate(&mut self, reason: &str, at_us: i64) {
+        let record = &mut self.record;
+        let raised = match record.tier {
+            Tier::T4 => Tier::T3,
+            Tier::T3 => Tier::T2,
+            Tier::T2 | Tier::T1 => Tier::T1,
+        };
+        if raised < record.tier {
+            record.tier = raised;
+            if let Some(within) = raised.act_within() {
+                let due =
+                    at_us.saturating_add(i64::try_from(within.as_micros()).unwrap_or(i64::MAX));
+                record.deadline_us = Some(record.deadline_us.map_or(due, |old| old.min(due)));
+            }
+        }
+        record
+            .labels
+            .insert("escalation".to_owned(), reason.to_owned());
+        self.dirty = true;
     }
 
     /// The next version to publish, in `state`, at `at_us`.

@@ -411,27 +411,111 @@ fn acknowledgement_is_a_version_and_pattern_min_tier_holds() {
     assert!(incident.hypotheses[0].cause.starts_with("An account reads"));
 
     let acknowledged = correlator
-        .acknowledge(&incident.incident_id, 130 * S)
+        .acknowledge(&incident.incident_id, "act.1", 130 * S)
         .expect("open");
     assert_eq!(
         (acknowledged.version, acknowledged.state),
         (2, IncidentState::Acknowledged)
     );
+    assert_eq!(acknowledged.action_id.as_deref(), Some("act.1"));
     assert!(
         correlator
-            .acknowledge(&incident.incident_id, 140 * S)
+            .acknowledge(&incident.incident_id, "act.1", 140 * S)
             .is_none()
     );
     assert!(
         correlator
-            .acknowledge("no-such-incident", 140 * S)
+            .acknowledge("no-such-incident", "act.1", 140 * S)
             .is_none()
     );
-    let resolved = correlator.advance(10_000 * S);
+    // The first windows wholly after the action ([180, 240) for both 60 s detectors) pass
+    // without an alert: the verdict, then the resolution.
+    let later = correlator.advance(10_000 * S);
+    let states: Vec<(i64, IncidentState, Option<i64>)> = later
+        .versions
+        .iter()
+        .map(|v| (v.version, v.state, v.recovered_us))
+        .collect();
     assert_eq!(
-        (resolved.versions[0].version, resolved.versions[0].state),
-        (3, IncidentState::Resolved)
+        states,
+        [
+            (3, IncidentState::Acknowledged, Some(180 * S)),
+            (4, IncidentState::Resolved, Some(180 * S))
+        ]
     );
+    assert_eq!(later.versions[0].updated_us, 240 * S);
+}
+
+#[test]
+fn an_action_is_judged_by_the_windows_after_it() {
+    let mut correlator = correlator("");
+    // A stale view, alerting every 30 s window from 0 to 120.
+    let stale = |start: i64| {
+        with_labels(
+            alert("materialized_view_stale", "db-1", start, start + 30, 0.5),
+            &[("matview", "v")],
+        )
+    };
+    let opened = run(
+        &mut correlator,
+        &[stale(0), stale(30), stale(60), stale(90)],
+        120,
+    );
+    let id = opened.versions[0].incident_id.clone();
+    // Refreshed at 125: the window [120, 150) still saw the stale view (it straddles the
+    // action); [150, 180) is the first wholly after it.
+    correlator
+        .acknowledge(&id, "refresh.1", 125 * S)
+        .expect("open");
+    let emitted = run(&mut correlator, &[stale(120)], 175);
+    assert!(emitted.versions.is_empty(), "{:?}", emitted.versions);
+    let emitted = correlator.advance(180 * S);
+    assert_eq!(emitted.versions.len(), 1);
+    let cleared = &emitted.versions[0];
+    assert_eq!(cleared.recovered_us, Some(150 * S));
+    assert_eq!(cleared.recurred_us, None);
+
+    // The view goes stale again at 240: published at once (no group_interval wait), and the
+    // verdict is the first window of the recurrence.
+    let emitted = run(&mut correlator, &[stale(240)], 270);
+    let recurred = emitted
+        .versions
+        .iter()
+        .find(|v| v.recurred_us.is_some())
+        .expect("the recurrence is published");
+    assert_eq!(recurred.state, IncidentState::Updated);
+    assert_eq!(recurred.recurred_us, Some(240 * S));
+    assert_eq!(recurred.updated_us, 270 * S);
+    assert_eq!(recurred.action_id.as_deref(), Some("refresh.1"));
+
+    // A second attempt is judged afresh; its alerts come back before any clear window.
+    let again = correlator
+        .acknowledge(&id, "refresh.2", 275 * S)
+        .expect("open");
+    assert_eq!((again.recovered_us, again.recurred_us), (None, None));
+    let emitted = run(&mut correlator, &[stale(300)], 330);
+    let recurred = emitted
+        .versions
+        .iter()
+        .find(|v| v.action_id.as_deref() == Some("refresh.2") && v.recurred_us.is_some())
+        .expect("the second attempt's recurrence");
+    assert_eq!(recurred.recovered_us, None);
+
+    // Out of attempts: escalated one tier, notified.
+    let tier = recurred.tier;
+    let escalated = correlator.escalate(&id, "3 attempts at stale_view did not hold", 335 * S);
+    assert_eq!(escalated.versions.len(), 1);
+    assert!(
+        escalated.versions[0].tier < tier,
+        "{:?} -> {:?}",
+        tier,
+        escalated.versions[0].tier
+    );
+    assert_eq!(
+        escalated.versions[0].labels["escalation"],
+        "3 attempts at stale_view did not hold"
+    );
+    assert_eq!(escalated.notifications.len(), 1);
 }
 
 #[test]

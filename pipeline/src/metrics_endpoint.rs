@@ -1,9 +1,10 @@
 //! The Prometheus scrape endpoint of a running opsloop service: `GET /metrics` answers the
-//! process registry in the text exposition format, `GET /healthz` answers `ok`.
+//! process registry in the text exposition format, `GET /healthz` answers `ok`, or 503 and
+//! what is wrong when the service has said so ([`Health`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -18,11 +19,33 @@ use tokio::sync::watch;
 /// Content type of the text exposition format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Binds `address` and serves `registry` until `shutdown` turns true. Returns the bound
-/// address (useful with port 0) and the serving task.
+/// What a service says about itself on `/healthz`: nothing wrong, or a sentence why not.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Health(Arc<Mutex<Option<String>>>);
+
+impl Health {
+    /// Sets (or, with `None`, clears) the problem `/healthz` reports.
+    pub(crate) fn set(&self, problem: Option<String>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = problem;
+    }
+
+    fn problem(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Binds `address` and serves `registry` and `health` until `shutdown` turns true. Returns
+/// the bound address (useful with port 0) and the serving task.
 pub(crate) async fn serve(
     address: SocketAddr,
     registry: Arc<Registry>,
+    health: Health,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(address).await?;
@@ -42,8 +65,11 @@ pub(crate) async fn serve(
                 }
             };
             let registry = Arc::clone(&registry);
+            let health = health.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |request| answer(request, Arc::clone(&registry)));
+                let service = service_fn(move |request| {
+                    answer(request, Arc::clone(&registry), health.clone())
+                });
                 if let Err(error) = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await
@@ -59,6 +85,7 @@ pub(crate) async fn serve(
 async fn answer(
     request: Request<Incoming>,
     registry: Arc<Registry>,
+    health: Health,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => {
@@ -72,7 +99,14 @@ async fn answer(
                 ),
             }
         }
-        (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        (&Method::GET, "/healthz") => match health.problem() {
+            None => reply(StatusCode::OK, "text/plain", "ok\n".to_owned()),
+            Some(problem) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("{problem}\n"),
+            ),
+        },
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -118,9 +152,11 @@ mod tests {
         registry.register("opsloop_events", "Events read", events.clone());
         events.inc_by(7);
         let (stop, stopped) = watch::channel(false);
+        let health = Health::default();
         let (address, task) = serve(
             "127.0.0.1:0".parse().expect("address"),
             Arc::new(registry),
+            health.clone(),
             stopped,
         )
         .await
@@ -137,6 +173,17 @@ mod tests {
                 .await
                 .expect("joined");
         assert_eq!(status, 404);
+        let (status, body) =
+            tokio::task::spawn_blocking(move || get(format!("http://{address}/healthz")))
+                .await
+                .expect("joined");
+        assert_eq!((status, body.as_str()), (200, "ok\n"));
+        health.set(Some("no partition for 61 s".to_owned()));
+        let (status, body) =
+            tokio::task::spawn_blocking(move || get(format!("http://{address}/healthz")))
+                .await
+                .expect("joined");
+        assert_eq!((status, body.as_str()), (503, "no partition for 61 s\n"));
 
         stop.send(true).expect("the server listens");
         tokio::time::timeout(std::time::Duration::from_secs(5), task)

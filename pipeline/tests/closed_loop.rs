@@ -1,11 +1,14 @@
-//! The closed loop on a real PostgreSQL 15 and the real broker: `opsloop collect postgres`
-//! publishes the database's statistics, `opsloop run` detects (the repository's `sql/`),
-//! correlates and plans, `opsloop actuate` acts under governance and verifies. Four faults are
-//! injected — a runaway query holding a lock, then together a dropped index that turns a hot
-//! lookup into sequential scans, a bloated index and a stale materialized view — and each must
-//! end VERIFIED on `ops.actions`, with nothing executed outside the allow-list. Prints the
-//! fault-to-verified-recovery time per fault, the operation success rate and the manual
-//! intervention rate.
+//! The closed loop on a real PostgreSQL 15 and the real broker, at the default configuration
+//! (grouping, verification): `opsloop collect postgres` publishes the database's statistics,
+//! `opsloop run` detects (the repository's `sql/`), correlates and plans, `opsloop actuate`
+//! acts under governance and verifies by the probe and by the incident's alerts staying clear.
+//! Faults injected — a runaway query holding a lock; three sessions idle in a transaction
+//! holding row locks four others wait for; then together a dropped index that turns a hot
+//! lookup into sequential scans, a bloated index and a stale materialized view; then the view
+//! going stale again — and each must end VERIFIED on `ops.actions`: the blockers ended and
+//! their victims done, the stale view refreshed a second time, nothing executed outside the
+//! allow-list or twice. Prints the fault-to-verified-recovery time per fault, the operation
+//! success rate and the manual intervention rate.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +16,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use opsloop_planner::templates::{CATALOG, Executor};
+use opsloop_actions::{Executor, TemplateId};
 use opsloop_schemas::ops::{ActionOutcome, ActionStep};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
 use opsloop_tests::{TestBroker, TestPostgres, unique_name};
@@ -22,7 +25,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::process::{Child, Command};
 use tokio_postgres::Client;
 
-const WAIT_PER_FAULT: Duration = Duration::from_secs(150);
+/// Detection (30 s windows), the group's first wait (30 s), the action, and the windows after
+/// it that verification waits for.
+const WAIT_PER_FAULT: Duration = Duration::from_secs(240);
 
 fn now_us() -> i64 {
     SystemTime::now()
@@ -152,6 +157,8 @@ async fn faults_on_a_real_postgres_are_detected_remediated_verified_and_audited(
          CREATE MATERIALIZED VIEW event_counts AS SELECT kind, count(*) AS n FROM events GROUP BY kind;
          CREATE UNIQUE INDEX ON event_counts (kind);
          CREATE TABLE jobs (id int PRIMARY KEY); INSERT INTO jobs VALUES (1);
+         CREATE TABLE accounts (id int PRIMARY KEY, balance int);
+         INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 3) g;
          ANALYZE;",
     )
     .await
@@ -197,13 +204,10 @@ topic = "{incidents}"
 topic = "{deadletter}"
 [metrics]
 listen = "127.0.0.1:0"
-[correlator]
-group_wait = "1s"
-group_interval = "10s"
 [planner]
 topic = "{remediation}"
 actions_topic = "{actions}"
-learning_state = "{dir}/learning.json"
+signing_key = "closed-loop planner key"
 [predict]
 report_topic = "{cycles}"
 forecasts_topic = "{forecasts}"
@@ -235,15 +239,13 @@ group_id = "{group}"
 remediation = "{remediation}"
 approvals = "{approvals}"
 actions = "{actions}"
+incidents = "{incidents}"
+deadletter = "{deadletter}"
 [actuator]
 approval_key = "closed-loop key"
+planner_key = "closed-loop planner key"
 audit_log = "{dir}/audit.jsonl"
 default_dsn = "{dsn}"
-rate_per_s = 5.0
-[actuator.verify]
-settle_ms = 2000
-window_ms = 3000
-min_improvement = 0.5
 [metrics]
 listen = "127.0.0.1:0"
 "#,
@@ -252,6 +254,8 @@ listen = "127.0.0.1:0"
             remediation = topics["remediation"],
             approvals = topics["approvals"],
             actions = topics["actions"],
+            incidents = topics["incidents"],
+            deadletter = topics["deadletter"],
             dir = dir.path().display(),
         ),
     )
@@ -326,7 +330,68 @@ listen = "127.0.0.1:0"
         "the runaway query was ended"
     );
 
-    // 2-4 together: drop the hot index, bloat another, make the view stale.
+    // 2. Three sessions idle in a transaction after updating a row each; four others wait.
+    let mut holders = Vec::new();
+    for id in 1..=3 {
+        let holder = connect(&postgres).await;
+        holder
+            .batch_execute(&format!(
+                "BEGIN; UPDATE accounts SET balance = balance + 1 WHERE id = {id}"
+            ))
+            .await
+            .expect("holder");
+        holders.push(holder);
+    }
+    let injected = now_us();
+    let mut victims = Vec::new();
+    for i in 0..4i32 {
+        let victim = connect(&postgres).await;
+        victims.push(tokio::spawn(async move {
+            victim
+                .execute(
+                    "UPDATE accounts SET balance = balance - 1 WHERE id = $1",
+                    &[&(i % 3 + 1)],
+                )
+                .await
+        }));
+    }
+    let verified = outcomes
+        .wait_for(WAIT_PER_FAULT, |o| {
+            o.step == ActionStep::Verified && o.template == "pg.terminate_blockers"
+        })
+        .await;
+    if verified.is_none() {
+        dump_logs();
+    }
+    let verified = verified.expect("the idle blockers are ended and verified");
+    recovery.insert(
+        "idle-in-transaction blockers",
+        (verified.time_us - injected) as f64 / 1e6,
+    );
+    for victim in victims {
+        assert_eq!(
+            victim
+                .await
+                .expect("task")
+                .expect("the victims are not cancelled"),
+            1,
+            "each victim's update went through"
+        );
+    }
+    for holder in holders {
+        assert!(
+            holder.batch_execute("COMMIT").await.is_err(),
+            "a blocker was ended"
+        );
+    }
+    assert!(
+        !outcomes.seen.iter().any(|o| o.step == ActionStep::Executed
+            && o.template.ends_with("_long_queries")
+            && o.time_us > injected),
+        "no victim was cancelled as a runaway query"
+    );
+
+    // 3-5 together: drop the hot index, bloat another, make the view stale.
     let injected = now_us();
     // One statement per call: VACUUM cannot run in the implicit transaction of a batch.
     for fault in [
@@ -353,13 +418,40 @@ listen = "127.0.0.1:0"
         let verified = verified.unwrap_or_else(|| panic!("{fault}: {template} verified"));
         recovery.insert(fault, (verified.time_us - injected) as f64 / 1e6);
     }
+
+    // 6. The view goes stale again: refreshed again, by another action.
+    let first_refresh = outcomes
+        .seen
+        .iter()
+        .find(|o| o.step == ActionStep::Verified && o.template == "pg.refresh_materialized_view")
+        .map(|o| o.action_id.clone())
+        .expect("the first refresh");
+    let injected = now_us();
+    db.batch_execute("INSERT INTO events SELECT g, g % 10 FROM generate_series(5001, 9000) g")
+        .await
+        .expect("stale again");
+    let verified = outcomes
+        .wait_for(WAIT_PER_FAULT * 2, |o| {
+            o.step == ActionStep::Verified
+                && o.template == "pg.refresh_materialized_view"
+                && o.action_id != first_refresh
+        })
+        .await;
+    if verified.is_none() {
+        dump_logs();
+    }
+    let verified = verified.expect("the view stale again is refreshed again");
+    recovery.insert(
+        "stale view again",
+        (verified.time_us - injected) as f64 / 1e6,
+    );
     load.abort();
 
     // Nothing outside the allow-list ran; the audit chain holds.
-    let allowed: Vec<&str> = CATALOG
+    let allowed: Vec<&str> = TemplateId::ALL
         .iter()
-        .filter(|t| t.executor == Executor::Postgres)
-        .map(|t| t.id)
+        .filter(|t| t.spec().executor == Executor::Postgres)
+        .map(|t| t.as_str())
         .collect();
     let executed: Vec<&ActionOutcome> = outcomes
         .seen
@@ -371,6 +463,14 @@ listen = "127.0.0.1:0"
             .iter()
             .all(|o| allowed.contains(&o.template.as_str())),
         "{executed:#?}"
+    );
+    let mut runs: BTreeMap<&str, usize> = BTreeMap::new();
+    for outcome in &executed {
+        *runs.entry(outcome.action_id.as_str()).or_default() += 1;
+    }
+    assert!(
+        runs.values().all(|&n| n == 1),
+        "an action ran twice: {runs:?}"
     );
     let audit = std::process::Command::new(env!("CARGO_BIN_EXE_opsloop"))
         .args(["audit", "verify", "--log"])

@@ -163,7 +163,7 @@ topic = "{incidents}"
 [planner]
 topic = "{remediation}"
 actions_topic = "{remediation}-actions"
-learning_state = "{learning}"
+signing_key = "run test planner key"
 
 [deadletter]
 topic = "{deadletter}"
@@ -186,7 +186,6 @@ forecasts_topic = "{forecasts}"
             remediation = self.remediation_topic,
             cycles = self.cycles_topic,
             forecasts = self.forecasts_topic,
-            learning = self.checkpoint_dir.join("learning.json").display(),
             deadletter = self.deadletter_topic,
             extra = self.extra,
         );

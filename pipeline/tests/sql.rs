@@ -170,6 +170,9 @@ fn incident(
         model_version: None,
         feature_set: Vec::new(),
         labels: BTreeMap::new(),
+        action_id: None,
+        recovered_us: None,
+        recurred_us: None,
     }
 }
 
@@ -192,6 +195,8 @@ fn remediation(action_id: &str, incident_id: &str, approval_required: bool) -> R
         rationale: String::new(),
         created_us: DAY1_US,
         deadline_us: None,
+        attempt: 1,
+        signature: String::new(),
     }
 }
 
@@ -217,6 +222,9 @@ fn step(
         after: BTreeMap::new(),
         prev_hash: String::new(),
         hash: format!("{action_id}-{step:?}"),
+        params: BTreeMap::new(),
+        digest: String::new(),
+        attempt: 1,
     }
 }
 

@@ -6,7 +6,6 @@
 //! and its timestamp is the original record's.
 
 use rdkafka::Message;
-use rdkafka::message::BorrowedMessage;
 
 use super::sink::{KafkaSink, OutgoingRecord, PendingDelivery};
 use crate::ConnectorError;
@@ -53,7 +52,7 @@ impl DeadLetterWriter {
     /// the message's offset.
     pub async fn enqueue(
         &self,
-        message: &BorrowedMessage<'_>,
+        message: &impl Message,
         reason_code: &str,
         reason: &str,
     ) -> Result<PendingDelivery, ConnectorError> {

@@ -3,30 +3,39 @@
 //!
 //! Offsets are committed only past events whose life is over: an event waiting for an
 //! approval, or still running, keeps its partition's commit point behind it, so after a crash
-//! it is delivered again and the actuator — idempotent by action id through its audit log —
-//! carries it on without running anything twice.
+//! it is delivered again and the actuator — once per action id through its audit log and the
+//! claims in the target databases — carries it on without running anything twice.
+//!
+//! Every instance also reads `ops.incidents` (from `incidents_lookback_s` back, no group) for
+//! the correlator's verdicts on executed actions. Refused events (unsigned, altered, a reused
+//! id), forged approvals or approvals of other content, and records that do not decode go to
+//! `ops.deadletter` with the reason. The group assignment is logged and exported; an instance
+//! holding no partition for `unassigned_warn_s` warns and `/healthz` says so.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
 use opsloop_actuator::{Actuator, ActuatorConfig, DecisionOutcome, Handled};
-use opsloop_connectors::kafka::{KafkaConfig, KafkaSink, RecordWriter, SinkConfig};
-use opsloop_schemas::ops::{Approval, RemediationEvent};
+use opsloop_connectors::kafka::{
+    DeadLetterWriter, KafkaConfig, KafkaSink, RecordConsumer, RecordConsumerConfig, RecordMessage,
+    RecordStart, RecordWriter, SinkConfig,
+};
+use opsloop_connectors::metrics::ConnectorMetrics;
+use opsloop_schemas::ops::{Approval, Incident, RemediationEvent};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{KafkaSection, MetricsSection, load_layered};
-use crate::metrics_endpoint;
+use crate::metrics_endpoint::{self, Health};
 
 const DEFAULT_CONFIG: &str = include_str!("../config/actuate.toml");
 
@@ -44,6 +53,7 @@ pub(crate) struct ActuateArgs {
 struct ActuateConfig {
     kafka: KafkaSection,
     topics: Topics,
+    group: GroupSection,
     actuator: ActuatorConfig,
     metrics: MetricsSection,
 }
@@ -54,6 +64,15 @@ struct Topics {
     remediation: String,
     approvals: String,
     actions: String,
+    incidents: String,
+    deadletter: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupSection {
+    unassigned_warn_s: u64,
+    incidents_lookback_s: u64,
 }
 
 /// Per partition: the offsets handed to the actuator and not finished, and the next offset.
@@ -79,6 +98,82 @@ enum Finished {
     Awaiting(String, PartitionKey, i64),
     /// A decision on this action was applied: its event is done with too.
     Decided(String),
+    /// The message was refused: to the dead-letter topic, then done with.
+    Refused(Box<RecordMessage>, &'static str, String),
+}
+
+/// The actuator's own counters.
+#[derive(Debug, Clone, Default)]
+struct ActuateMetrics {
+    steps: Family<Vec<(String, String)>, Counter>,
+    refused: Family<Vec<(String, String)>, Counter>,
+    assigned: Gauge,
+}
+
+impl ActuateMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = ActuateMetrics::default();
+        registry.register(
+            "opsloop_actions",
+            "Audit entries written, per step",
+            metrics.steps.clone(),
+        );
+        registry.register(
+            "opsloop_actuator_refused",
+            "Remediation events and approvals refused, per reason",
+            metrics.refused.clone(),
+        );
+        registry.register(
+            "opsloop_actuator_assigned_partitions",
+            "Partitions of the remediation and approval topics this actuator holds",
+            metrics.assigned.clone(),
+        );
+        metrics
+    }
+
+    fn refused(&self, reason: &str) {
+        self.refused
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
+            .inc();
+    }
+}
+
+/// Watches the group assignment: logs changes, exports the count, warns when there is none
+/// for too long.
+struct Membership {
+    assigned: Vec<(String, i32)>,
+    empty_since: Option<Instant>,
+    warned: bool,
+    warn_after: Duration,
+}
+
+impl Membership {
+    fn check(&mut self, now: Vec<(String, i32)>, metrics: &ActuateMetrics, health: &Health) {
+        let mut now = now;
+        now.sort();
+        if now != self.assigned {
+            tracing::info!(partitions = ?now, "assignment changed");
+            metrics.assigned.set(now.len() as i64);
+            self.empty_since = now.is_empty().then(Instant::now);
+            self.warned = false;
+            health.set(None);
+            self.assigned = now;
+        }
+        if let Some(since) = self.empty_since
+            && !self.warned
+            && since.elapsed() >= self.warn_after
+        {
+            let problem = format!(
+                "no partition of the remediation topic for {} s: another member holds them all, \
+                 or the broker still counts a dead member (set group.instance.id in \
+                 [kafka.properties] to take its place at once)",
+                since.elapsed().as_secs()
+            );
+            tracing::warn!("{problem}");
+            health.set(Some(problem));
+            self.warned = true;
+        }
+    }
 }
 
 pub(crate) async fn run(args: ActuateArgs) -> anyhow::Result<()> {
@@ -87,6 +182,11 @@ pub(crate) async fn run(args: ActuateArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let config: ActuateConfig = load_layered(DEFAULT_CONFIG, args.config.as_deref())?;
+    anyhow::ensure!(
+        !config.actuator.planner_key.is_empty(),
+        "no planner key: set [actuator] planner_key (or OPSLOOP_ACTUATOR__PLANNER_KEY) to the \
+         planner's signing_key; without it every remediation event is refused"
+    );
     let mut kafka = KafkaConfig::new(&config.kafka.brokers);
     kafka.properties = config.kafka.properties.clone();
 
@@ -96,46 +196,68 @@ pub(crate) async fn run(args: ActuateArgs) -> anyhow::Result<()> {
     );
 
     let mut registry = Registry::default();
-    let steps: Family<Vec<(String, String)>, Counter> = Family::default();
-    registry.register(
-        "opsloop_actions",
-        "Audit entries written, per step",
-        steps.clone(),
-    );
-    let forged: Counter = Counter::default();
-    registry.register(
-        "opsloop_approvals_refused",
-        "Approvals refused for a bad signature",
-        forged.clone(),
-    );
+    let metrics = ActuateMetrics::register(&mut registry);
+    let connector_metrics = ConnectorMetrics::register(&mut registry);
+    let health = Health::default();
     let (stop, stopped) = watch::channel(false);
-    let (address, metrics_task) =
-        metrics_endpoint::serve(config.metrics.listen, Arc::new(registry), stopped.clone()).await?;
+    let (address, metrics_task) = metrics_endpoint::serve(
+        config.metrics.listen,
+        Arc::new(registry),
+        health.clone(),
+        stopped.clone(),
+    )
+    .await?;
     println!("metrics on http://{address}/metrics");
-
-    let consumer: StreamConsumer = kafka
-        .client_config()
-        .set("group.id", &config.kafka.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .context("creating the consumer")?;
-    consumer.subscribe(&[&config.topics.remediation, &config.topics.approvals])?;
 
     let sink = KafkaSink::new(&kafka, SinkConfig::default())?;
     let codec = Codec::new(WireFormat::Confluent, Arc::new(SchemaRegistry::builtin()));
-    let mut actions = RecordWriter::new(sink, codec.clone(), 1_000);
+    let dead_letters = DeadLetterWriter::new(sink.clone(), &config.topics.deadletter);
+    let mut requests = RecordConsumer::start(
+        &kafka,
+        RecordConsumerConfig {
+            name: "actuate".to_owned(),
+            group_id: config.kafka.group_id.clone(),
+            topics: vec![
+                config.topics.remediation.clone(),
+                config.topics.approvals.clone(),
+            ],
+            start: RecordStart::Committed,
+        },
+        codec.clone(),
+        Some(dead_letters.clone()),
+        connector_metrics.source("actuate"),
+    )?;
+    let mut incidents = RecordConsumer::start(
+        &kafka,
+        RecordConsumerConfig {
+            name: "actuate.incidents".to_owned(),
+            group_id: format!("{}.incidents", config.kafka.group_id),
+            topics: vec![config.topics.incidents.clone()],
+            start: RecordStart::Since(Duration::from_secs(config.group.incidents_lookback_s)),
+        },
+        codec.clone(),
+        Some(dead_letters),
+        connector_metrics.source("actuate.incidents"),
+    )?;
+    let mut actions = RecordWriter::new(sink, codec, 1_000);
     let (done_sender, mut done_receiver) = mpsc::unbounded_channel::<Finished>();
     let mut progress: HashMap<PartitionKey, Progress> = HashMap::new();
     // Gated events waiting for a decision: action id -> where the event is.
     let mut awaiting: HashMap<String, (PartitionKey, i64)> = HashMap::new();
+    let mut membership = Membership {
+        assigned: Vec::new(),
+        empty_since: Some(Instant::now()),
+        warned: false,
+        warn_after: Duration::from_secs(config.group.unassigned_warn_s),
+    };
     let mut commits = tokio::time::interval(Duration::from_secs(1));
     let terminate = tokio::signal::ctrl_c();
     tokio::pin!(terminate);
     println!(
-        "actuating {} (approvals on {}), audit log {}",
+        "actuating {} (approvals on {}, verdicts from {}), audit log {}",
         config.topics.remediation,
         config.topics.approvals,
+        config.topics.incidents,
         config.actuator.audit_log.display()
     );
     loop {
@@ -144,7 +266,7 @@ pub(crate) async fn run(args: ActuateArgs) -> anyhow::Result<()> {
             outcome = outcome_receiver.recv() => {
                 let Some(outcome) = outcome else { break };
                 let step = format!("{:?}", outcome.step).to_lowercase();
-                steps.get_or_create(&vec![("step".to_owned(), step)]).inc();
+                metrics.steps.get_or_create(&vec![("step".to_owned(), step)]).inc();
                 actions.send(&config.topics.actions, &outcome).await?;
             }
             finished = done_receiver.recv() => {
@@ -159,61 +281,74 @@ pub(crate) async fn run(args: ActuateArgs) -> anyhow::Result<()> {
                         Some(place) => place,
                         None => continue,
                     },
+                    Finished::Refused(message, code, reason) => {
+                        metrics.refused(code);
+                        requests.dead_letter(&message, code, &reason).await;
+                        ((message.topic().to_owned(), message.partition()), message.offset())
+                    }
                 };
                 if let Some(partition) = progress.get_mut(&key) {
                     partition.in_flight.remove(&offset);
                 }
             }
-            _ = commits.tick() => commit(&consumer, &progress),
-            message = consumer.recv() => {
-                let message = message.context("reading the remediation and approval topics")?;
+            _ = commits.tick() => {
+                commit(&requests, &progress);
+                membership.check(requests.assignment(), &metrics, &health);
+            }
+            message = incidents.next() => {
+                if let Some(incident) = incidents.decode::<Incident>(&message).await {
+                    actuator.observe_incident(&incident);
+                }
+            }
+            message = requests.next() => {
                 let key: PartitionKey = (message.topic().to_owned(), message.partition());
                 let offset = message.offset();
-                let partition = progress.entry(key.clone()).or_default();
-                partition.next = Some(offset + 1);
-                let Some(payload) = message.payload() else { continue };
+                progress.entry(key.clone()).or_default().next = Some(offset + 1);
                 let done = done_sender.clone();
                 let actuator = Arc::clone(&actuator);
                 if message.topic() == config.topics.approvals {
-                    let approval = match codec.decode::<Approval>(payload) {
-                        Ok(approval) => approval,
-                        Err(error) => {
-                            tracing::warn!(%error, offset, "an approval does not decode; skipped");
-                            continue;
-                        }
+                    let Some(approval) = requests.decode::<Approval>(&message).await else {
+                        continue;
                     };
-                    partition.in_flight.insert(offset);
-                    let forged = forged.clone();
+                    progress.entry(key.clone()).or_default().in_flight.insert(offset);
                     tokio::spawn(async move {
-                        match actuator.decide(&approval).await {
-                            Ok(DecisionOutcome::Forged) => {
-                                forged.inc();
-                            }
+                        let finished = match actuator.decide(&approval).await {
+                            Ok(DecisionOutcome::Forged) => Finished::Refused(
+                                Box::new(message),
+                                "forged_approval",
+                                "the approval's signature does not check out".to_owned(),
+                            ),
+                            Ok(DecisionOutcome::Mismatched) => Finished::Refused(
+                                Box::new(message),
+                                "mismatched_approval",
+                                "the approval is for other content than the waiting action's".to_owned(),
+                            ),
                             Ok(DecisionOutcome::Applied) => {
                                 let _ = done.send(Finished::Decided(approval.action_id.clone()));
+                                Finished::Offset(key, offset)
                             }
-                            Ok(DecisionOutcome::Held) => {}
+                            Ok(DecisionOutcome::Held) => Finished::Offset(key, offset),
                             Err(error) => {
                                 tracing::error!(%error, action_id = %approval.action_id, "deciding failed");
+                                Finished::Offset(key, offset)
                             }
-                        }
-                        let _ = done.send(Finished::Offset(key, offset));
+                        };
+                        let _ = done.send(finished);
                     });
                     continue;
                 }
-                let event = match codec.decode::<RemediationEvent>(payload) {
-                    Ok(event) => event,
-                    Err(error) => {
-                        tracing::warn!(%error, offset, "a remediation event does not decode; skipped");
-                        continue;
-                    }
+                let Some(event) = requests.decode::<RemediationEvent>(&message).await else {
+                    continue;
                 };
-                partition.in_flight.insert(offset);
+                progress.entry(key.clone()).or_default().in_flight.insert(offset);
                 tokio::spawn(async move {
                     let action_id = event.action_id.clone();
                     let finished = match actuator.handle(event).await {
                         Ok(Handled::AwaitingApproval) => Finished::Awaiting(action_id, key, offset),
                         Ok(Handled::Done) => Finished::Offset(key, offset),
+                        Ok(Handled::Refused(refusal)) => {
+                            Finished::Refused(Box::new(message), refusal.code(), refusal.to_string())
+                        }
                         Err(error) => {
                             tracing::error!(%error, %action_id, "the action failed");
                             Finished::Offset(key, offset)
@@ -225,32 +360,23 @@ pub(crate) async fn run(args: ActuateArgs) -> anyhow::Result<()> {
         }
     }
     stop.send_replace(true);
-    commit(&consumer, &progress);
+    commit(&requests, &progress);
     actions.finish().await?;
     metrics_task.await?;
     Ok(())
 }
 
 /// Commits every partition up to its first unfinished offset.
-fn commit(consumer: &StreamConsumer, progress: &HashMap<PartitionKey, Progress>) {
-    let mut list = TopicPartitionList::new();
-    let mut points = BTreeMap::new();
-    for ((topic, partition), state) in progress {
-        if let Some(point) = state.commit_point() {
-            points.insert((topic.clone(), *partition), point);
-        }
-    }
-    for ((topic, partition), point) in points {
-        if list
-            .add_partition_offset(&topic, partition, Offset::Offset(point))
-            .is_err()
-        {
-            return;
-        }
-    }
-    if list.count() > 0
-        && let Err(error) = consumer.commit(&list, CommitMode::Async)
-    {
+fn commit(requests: &RecordConsumer, progress: &HashMap<PartitionKey, Progress>) {
+    let points: BTreeMap<PartitionKey, i64> = progress
+        .iter()
+        .filter_map(|(key, state)| state.commit_point().map(|point| (key.clone(), point)))
+        .collect();
+    let points: Vec<(String, i32, i64)> = points
+        .into_iter()
+        .map(|((topic, partition), point)| (topic, partition, point))
+        .collect();
+    if let Err(error) = requests.commit(&points) {
         tracing::warn!(%error, "committing offsets failed");
     }
 }

@@ -37,17 +37,33 @@ pub(crate) struct RunConfig {
     pub(crate) predict: opsloop_predict::PredictorConfig,
 }
 
-/// `[planner]`: incidents -> remediation events, learning from the actions' outcomes.
+/// `[planner]`: incidents -> signed remediation events, learning from the actions' outcomes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlannerSection {
     /// Where remediation events go.
     pub(crate) topic: String,
-    /// Where the actuators' outcomes are read from (learning, acknowledgements).
+    /// Where the actuators' outcomes are read from (learning, acknowledgements, verdicts).
     pub(crate) actions_topic: String,
-    /// The learner's persisted state.
-    pub(crate) learning_state: PathBuf,
     pub(crate) agents: opsloop_planner::agents::AgentsConfig,
+    /// The key events are signed with (`OPSLOOP_PLANNER__SIGNING_KEY`); actuators hold it as
+    /// `[actuator] planner_key`.
+    #[serde(default)]
+    pub(crate) signing_key: String,
+    pub(crate) max_attempts: i64,
+    pub(crate) retry_backoff_s: i64,
+}
+
+impl PlannerSection {
+    pub(crate) fn planner_config(&self) -> opsloop_planner::PlannerConfig {
+        opsloop_planner::PlannerConfig {
+            agents: self.agents.clone(),
+            signing_key: self.signing_key.clone(),
+            max_attempts: self.max_attempts,
+            retry_backoff_s: self.retry_backoff_s,
+            ..opsloop_planner::PlannerConfig::default()
+        }
+    }
 }
 
 impl RunConfig {

@@ -38,10 +38,11 @@ use opsloop_engine::checkpoint::{CheckpointStore, SourceOffset};
 use opsloop_engine::detector::{DetectorOptions, StreamTable, load_detectors, session_context};
 use opsloop_engine::runtime::{Engine, Output};
 use opsloop_engine::time::PartitionId;
-use opsloop_planner::learning::Learner;
-use opsloop_planner::{Planner, PlannerConfig};
+use opsloop_planner::Planner;
 use opsloop_predict::{PredictError, Predictor};
-use opsloop_schemas::ops::{ActionOutcome, ActionStep, Forecast, Incident, IncidentState};
+use opsloop_schemas::ops::{
+    ActionOutcome, ActionStep, Forecast, Incident, IncidentState, RemediationEvent,
+};
 use opsloop_schemas::telemetry::{FeatureSample, GpuSample, LogRecord};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
 use prometheus_client::registry::Registry;
@@ -55,6 +56,7 @@ use crate::notify::{Notifier, NotifyMetrics};
 /// The correlator's state in a checkpoint.
 const CORRELATOR_STATE: &str = "correlator.json";
 const PREDICTOR_STATE: &str = "predictor.json";
+const PLANNER_STATE: &str = "planner.json";
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
@@ -97,7 +99,14 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
 
     let store = CheckpointStore::open(&config.checkpoint.dir, config.checkpoint.retain)?;
-    let (engine, correlator, predictor, checkpoint_id, resume) = match store.latest()? {
+    let planner_config = config.planner.planner_config();
+    if planner_config.signing_key.is_empty() {
+        tracing::warn!(
+            "[planner] signing_key is not set: remediation events go out unsigned and actuators \
+             refuse them (set OPSLOOP_PLANNER__SIGNING_KEY, and the actuators' planner_key alike)"
+        );
+    }
+    let (engine, correlator, predictor, planner, checkpoint_id, resume) = match store.latest()? {
         Some(checkpoint) => {
             tracing::info!(id = checkpoint.manifest.id, "resuming from checkpoint");
             let mut resume: HashMap<String, HashMap<i32, i64>> = HashMap::new();
@@ -121,10 +130,15 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Some(state) => Predictor::restore(config.predict.clone(), state)?,
                 None => Predictor::new(config.predict.clone())?,
             };
+            let planner = match checkpoint.states.get(PLANNER_STATE) {
+                Some(state) => Planner::restore(planner_config, state)?,
+                None => Planner::new(planner_config),
+            };
             (
                 engine,
                 correlator,
                 predictor,
+                planner,
                 checkpoint.manifest.id,
                 resume,
             )
@@ -133,6 +147,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
             Engine::new(config.engine.watermark, detectors),
             Correlator::new(config.correlator.clone())?,
             Predictor::new(config.predict.clone())?,
+            Planner::new(planner_config),
             0,
             HashMap::new(),
         ),
@@ -150,10 +165,14 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         NotifyMetrics::register(&mut registry),
     );
     let (stop, stopped) = watch::channel(false);
-    let (metrics_address, metrics_task) =
-        metrics_endpoint::serve(config.metrics.listen, Arc::new(registry), stopped.clone())
-            .await
-            .with_context(|| format!("serving /metrics on {}", config.metrics.listen))?;
+    let (metrics_address, metrics_task) = metrics_endpoint::serve(
+        config.metrics.listen,
+        Arc::new(registry),
+        metrics_endpoint::Health::default(),
+        stopped.clone(),
+    )
+    .await
+    .with_context(|| format!("serving /metrics on {}", config.metrics.listen))?;
     println!("metrics on http://{metrics_address}/metrics");
 
     let sink = KafkaSink::new(&kafka, SinkConfig::default())?;
@@ -185,13 +204,6 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     drop(batches);
 
-    let learner = Learner::open(&config.planner.learning_state, 0x5eed)?;
-    let planner = Planner::new(
-        PlannerConfig {
-            agents: config.planner.agents.clone(),
-        },
-        learner,
-    );
     let (outcome_sender, outcomes) = mpsc::channel(1_000);
     let outcome_reader = tokio::spawn(read_outcomes(
         kafka.clone(),
@@ -217,7 +229,6 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         notifier,
         incident_versions: 0,
         planner,
-        planned: HashMap::new(),
         predictor,
         cycle_in_flight: None,
         cycle_metrics,
@@ -434,8 +445,6 @@ struct Loop<'a> {
     /// Incident versions published by this process, for the closing summary.
     incident_versions: usize,
     planner: Planner,
-    /// Planned action id -> the failure type it answers (what the learner learns per).
-    planned: HashMap<String, String>,
     predictor: Predictor,
     /// The forecast jobs of the cycle under way, on their own task so that ingestion goes on.
     cycle_in_flight: Option<InFlightCycle>,
@@ -598,6 +607,7 @@ impl Loop<'_> {
             for notification in emitted.notifications {
                 self.notifier.notify(notification);
             }
+            self.retry(watermark).await?;
         }
         self.correlator_metrics.status(&self.correlator.status());
         if let Some(watermark) = self.engine.status().watermark_us
@@ -668,54 +678,84 @@ impl Loop<'_> {
         }
         for event in &cycle.events {
             tracing::info!(action_id = %event.action_id, template = %event.template, target = %event.target, rationale = %event.rationale, "proactive plan");
-            self.alerts.send(&self.config.planner.topic, event).await?;
+            let event = self.planner.sign(event.clone());
+            self.alerts.send(&self.config.planner.topic, &event).await?;
         }
         Ok(())
     }
 
     /// Plans `incident` and publishes the remediation events, keyed by incident id.
     async fn plan(&mut self, incident: &Incident) -> anyhow::Result<()> {
-        for event in self.planner.plan(incident, now_us()) {
-            tracing::info!(
-                action_id = %event.action_id,
-                incident_id = %event.incident_id,
-                template = %event.template,
-                agent = %event.agent,
-                approval_required = event.approval_required,
-                "remediation planned"
-            );
-            self.planned
-                .insert(event.action_id.clone(), incident.failure_type.clone());
-            self.alerts.send(&self.config.planner.topic, &event).await?;
+        let watermark = self.correlator.clock_us().unwrap_or(incident.updated_us);
+        for event in self.planner.plan(incident, watermark) {
+            self.remediate(&event).await?;
         }
         Ok(())
     }
 
-    /// An actuator's outcome: an execution acknowledges its incident; a verification, a
-    /// rollback or a failure teaches the learner.
-    async fn learn(&mut self, outcome: &ActionOutcome) -> anyhow::Result<()> {
-        match outcome.step {
-            ActionStep::Executed => {
-                let at_us = self.correlator.clock_us().unwrap_or(outcome.time_us);
-                if let Some(version) = self.correlator.acknowledge(&outcome.incident_id, at_us) {
-                    self.alerts
-                        .send(&self.config.incidents.topic, &version)
-                        .await?;
-                    self.incident_versions += 1;
-                }
-            }
-            ActionStep::Verified | ActionStep::RolledBack | ActionStep::Failed => {
-                self.predictor
-                    .action_executed(outcome.step == ActionStep::Verified);
-                if let Some(failure_type) = self.planned.get(&outcome.action_id) {
-                    let success = outcome.step == ActionStep::Verified;
-                    self.planner
-                        .learner_mut()
-                        .record(failure_type, &outcome.template, success)?;
-                }
-            }
-            _ => {}
+    async fn remediate(&mut self, event: &RemediationEvent) -> anyhow::Result<()> {
+        tracing::info!(
+            action_id = %event.action_id,
+            incident_id = %event.incident_id,
+            template = %event.template,
+            attempt = event.attempt,
+            agent = %event.agent,
+            approval_required = event.approval_required,
+            "remediation planned"
+        );
+        self.alerts.send(&self.config.planner.topic, event).await?;
+        Ok(())
+    }
+
+    /// The next attempts of fixes that failed or did not hold, due by `watermark`; incidents
+    /// whose fixes ran out of attempts escalate.
+    async fn retry(&mut self, watermark: i64) -> anyhow::Result<()> {
+        let retries = self.planner.due(watermark);
+        for event in &retries.events {
+            self.remediate(event).await?;
         }
+        for escalation in retries.escalations {
+            tracing::warn!(incident_id = %escalation.incident_id, reason = %escalation.reason, "incident escalated");
+            let emitted =
+                self.correlator
+                    .escalate(&escalation.incident_id, &escalation.reason, watermark);
+            for version in &emitted.versions {
+                self.alerts
+                    .send(&self.config.incidents.topic, version)
+                    .await?;
+            }
+            self.incident_versions += emitted.versions.len();
+            for notification in emitted.notifications {
+                self.notifier.notify(notification);
+            }
+        }
+        Ok(())
+    }
+
+    /// An actuator's outcome: an execution acknowledges its incident and starts the
+    /// correlator's judgement of it; every ending teaches the planner.
+    async fn learn(&mut self, outcome: &ActionOutcome) -> anyhow::Result<()> {
+        if outcome.step == ActionStep::Executed
+            && let Some(version) = self.correlator.acknowledge(
+                &outcome.incident_id,
+                &outcome.action_id,
+                outcome.time_us,
+            )
+        {
+            self.alerts
+                .send(&self.config.incidents.topic, &version)
+                .await?;
+            self.incident_versions += 1;
+        }
+        if matches!(
+            outcome.step,
+            ActionStep::Verified | ActionStep::RolledBack | ActionStep::Failed
+        ) {
+            self.predictor
+                .action_executed(outcome.step == ActionStep::Verified);
+        }
+        let at_us = self.correlator.clock_us().unwrap_or(outcome.time_us);
+        self.planner.observe(outcome, at_us);
         Ok(())
     }
 
@@ -742,6 +782,9 @@ impl Loop<'_> {
         checkpoint
             .states
             .insert(PREDICTOR_STATE.to_owned(), self.predictor.snapshot()?);
+        checkpoint
+            .states
+            .insert(PLANNER_STATE.to_owned(), self.planner.snapshot()?);
         let path = self.store.write(&checkpoint)?;
         for (committer, covered) in self.committers.iter().zip(&self.covered) {
             let committed = if last {
@@ -835,12 +878,4 @@ async fn terminate_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
-        })
 }

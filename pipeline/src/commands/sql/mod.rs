@@ -26,7 +26,9 @@ use opsloop_schemas::ops::{
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat, topics};
 
 use self::output::OutputFormat;
-use self::scan::{Scanner, StartPosition, TableScan};
+use opsloop_connectors::kafka::StartPosition;
+
+use self::scan::{Scanner, TableScan};
 use super::broker::BrokerArgs;
 
 /// The built-in views, defined in order over the tables.

@@ -1,0 +1,294 @@
+//! [`RecordConsumer`]: opsloop's own records (alerts, incidents, remediation events, approvals,
+//! action outcomes) read from Kafka as typed values. A record that does not decode goes whole
+//! to the dead-letter topic with its reason and `opsloop_dead_letters_total` rises, and reading
+//! goes on; so does a record its reader refuses ([`RecordConsumer::dead_letter`]).
+//!
+//! Where reading starts ([`RecordStart`]): the group's committed offsets (a consumer group
+//! sharing the partitions, offsets committed by the reader), the newest records, or every
+//! partition from some time back (no group: each instance reads everything, e.g. every
+//! actuator reads the incidents' verdicts). A reader that must not write (a command-line
+//! lookup) has no dead-letter writer: what does not decode is logged and skipped.
+
+use std::time::Duration;
+
+use opsloop_schemas::{AvroRecord, Codec};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::config::KafkaConfig;
+use super::dead_letter::{DeadLetterWriter, EMPTY_PAYLOAD};
+use crate::ConnectorError;
+use crate::metrics::SourceMetrics;
+
+/// Where a [`RecordConsumer`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordStart {
+    /// A consumer group: the group's committed offsets, else the earliest record; the reader
+    /// commits ([`RecordConsumer::commit`]).
+    Committed,
+    /// A consumer group starting at the newest record when it has no committed offset.
+    Latest,
+    /// Every partition, from records this long before now; no group.
+    Since(Duration),
+}
+
+/// A [`RecordConsumer`]'s settings.
+#[derive(Debug, Clone)]
+pub struct RecordConsumerConfig {
+    /// The name its metrics carry (`source` label).
+    pub name: String,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    pub start: RecordStart,
+}
+
+/// One record as read: where it is, and its bytes.
+#[derive(Debug, Clone)]
+pub struct RecordMessage {
+    message: OwnedMessage,
+}
+
+impl RecordMessage {
+    pub fn topic(&self) -> &str {
+        self.message.topic()
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.message.partition()
+    }
+
+    pub fn offset(&self) -> i64 {
+        self.message.offset()
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        self.message.payload().unwrap_or_default()
+    }
+}
+
+/// Reads opsloop's records; see the module docs.
+pub struct RecordConsumer {
+    consumer: StreamConsumer,
+    codec: Codec,
+    dead_letters: Option<DeadLetterWriter>,
+    metrics: SourceMetrics,
+    config: RecordConsumerConfig,
+    /// For [`RecordStart::Since`]: whether every partition has been assigned yet.
+    assigned: bool,
+}
+
+impl std::fmt::Debug for RecordConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordConsumer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl RecordConsumer {
+    /// A consumer of `config.topics`, decoding with `codec`.
+    pub fn start(
+        kafka: &KafkaConfig,
+        config: RecordConsumerConfig,
+        codec: Codec,
+        dead_letters: Option<DeadLetterWriter>,
+        metrics: SourceMetrics,
+    ) -> Result<Self, ConnectorError> {
+        let reset = match config.start {
+            RecordStart::Committed => "earliest",
+            RecordStart::Latest | RecordStart::Since(_) => "latest",
+        };
+        let consumer: StreamConsumer = kafka
+            .client_config()
+            .set("group.id", &config.group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", reset)
+            .create()
+            .map_err(ConnectorError::Config)?;
+        let mut consumer = RecordConsumer {
+            consumer,
+            codec,
+            dead_letters,
+            metrics,
+            config,
+            assigned: false,
+        };
+        match consumer.config.start {
+            RecordStart::Committed | RecordStart::Latest => {
+                let topics: Vec<&str> = consumer.config.topics.iter().map(String::as_str).collect();
+                consumer
+                    .consumer
+                    .subscribe(&topics)
+                    .map_err(ConnectorError::Kafka)?;
+                consumer.assigned = true;
+            }
+            RecordStart::Since(_) => consumer.assign_since(),
+        }
+        Ok(consumer)
+    }
+
+    /// Assigns every partition of the topics from the start time; leaves it for the next read
+    /// when a topic is not there yet.
+    fn assign_since(&mut self) {
+        let RecordStart::Since(back) = self.config.start else {
+            return;
+        };
+        let start_ms = std::time::SystemTime::now()
+            .checked_sub(back)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let mut wanted = TopicPartitionList::new();
+        for topic in &self.config.topics {
+            let metadata = match self.consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT) {
+                Ok(metadata) => metadata,
+                Err(error) => {
+                    tracing::debug!(%error, %topic, "no metadata yet");
+                    return;
+                }
+            };
+            let partitions = metadata
+                .topics()
+                .iter()
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect::<Vec<_>>();
+            if partitions.is_empty() {
+                return;
+            }
+            for partition in partitions {
+                if wanted
+                    .add_partition_offset(topic, partition, Offset::Offset(start_ms))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        let positions = match self.consumer.offsets_for_times(wanted, METADATA_TIMEOUT) {
+            Ok(positions) => positions,
+            Err(error) => {
+                tracing::debug!(%error, "offsets by time not available yet");
+                return;
+            }
+        };
+        // A partition with nothing that recent starts at its end.
+        let mut start = TopicPartitionList::new();
+        for element in positions.elements() {
+            let offset = match element.offset() {
+                Offset::Offset(offset) => Offset::Offset(offset),
+                _ => Offset::End,
+            };
+            if start
+                .add_partition_offset(element.topic(), element.partition(), offset)
+                .is_err()
+            {
+                return;
+            }
+        }
+        match self.consumer.assign(&start) {
+            Ok(()) => self.assigned = true,
+            Err(error) => tracing::debug!(%error, "assigning the partitions failed"),
+        }
+    }
+
+    /// The next record; a transient broker error is retried quietly.
+    pub async fn next(&mut self) -> RecordMessage {
+        loop {
+            if !self.assigned {
+                self.assign_since();
+                if !self.assigned {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+            match self.consumer.recv().await {
+                Ok(message) => {
+                    self.metrics.records.inc();
+                    self.metrics.bytes.inc_by(message.payload_len() as u64);
+                    return RecordMessage {
+                        message: message.detach(),
+                    };
+                }
+                Err(error) => {
+                    tracing::debug!(%error, topics = ?self.config.topics, "reading");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// The record `message` holds; one that does not decode is dead-lettered with the reason
+    /// (and `None` returned).
+    pub async fn decode<T: AvroRecord>(&self, message: &RecordMessage) -> Option<T> {
+        if message.message.payload().is_none() {
+            self.dead_letter(message, EMPTY_PAYLOAD, "the record has no payload")
+                .await;
+            return None;
+        }
+        match self.codec.decode::<T>(message.payload()) {
+            Ok(record) => Some(record),
+            Err(error) => {
+                self.dead_letter(message, error.reason_code(), &error.to_string())
+                    .await;
+                None
+            }
+        }
+    }
+
+    /// Sends `message` whole to the dead-letter topic with `reason`, and counts it; a failed
+    /// write is logged (reading goes on either way).
+    pub async fn dead_letter(&self, message: &RecordMessage, reason_code: &str, reason: &str) {
+        tracing::warn!(
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            reason_code,
+            reason,
+            "record dead-lettered"
+        );
+        self.metrics.dead_letter(reason_code);
+        let Some(dead_letters) = &self.dead_letters else {
+            return;
+        };
+        let written = match dead_letters
+            .enqueue(&message.message, reason_code, reason)
+            .await
+        {
+            Ok(pending) => pending.wait().await.map(|_| ()),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = written {
+            tracing::error!(%error, topic = message.topic(), offset = message.offset(), "the dead letter could not be written");
+        }
+    }
+
+    /// Commits, per (topic, partition), the next offset to read.
+    pub fn commit(&self, points: &[(String, i32, i64)]) -> Result<(), ConnectorError> {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, offset) in points {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(ConnectorError::Kafka)?;
+        }
+        if list.count() == 0 {
+            return Ok(());
+        }
+        self.consumer
+            .commit(&list, CommitMode::Async)
+            .map_err(ConnectorError::Kafka)
+    }
+
+    /// The partitions this consumer holds now.
+    pub fn assignment(&self) -> Vec<(String, i32)> {
+        self.consumer
+            .assignment()
+            .map(|list| {
+                list.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}

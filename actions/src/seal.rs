@@ -195,17 +195,17 @@ mod tests {
         assert!(!verify_event(b"other", &signed));
         assert!(!verify_event(b"", &signed), "no key accepts nothing");
         assert!(!verify_event(b"planner", &event()), "unsigned");
-        let altered: Vec<Box<dyn Fn(&mut RemediationEvent)>> = vec![
-            Box::new(|e| e.approval_required = true),
-            Box::new(|e| e.band = SeverityBand::Emergency),
-            Box::new(|e| e.target = "db-2".into()),
-            Box::new(|e| e.attempt = 2),
-            Box::new(|e| {
+        let altered: [fn(&mut RemediationEvent); 7] = [
+            |e| e.approval_required = true,
+            |e| e.band = SeverityBand::Emergency,
+            |e| e.target = "db-2".into(),
+            |e| e.attempt = 2,
+            |e| {
                 e.params
                     .insert("role".into(), ParamValue::String("bob".into()));
-            }),
-            Box::new(|e| e.rationale.push('!')),
-            Box::new(|e| e.deadline_us = Some(1)),
+            },
+            |e| e.rationale.push('!'),
+            |e| e.deadline_us = Some(1),
         ];
         for alter in altered {
             let mut changed = signed.clone();

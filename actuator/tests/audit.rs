@@ -28,7 +28,7 @@ fn entry(index: usize, metrics: &[f64], detail: &str) -> ActionOutcome {
         target: "db-1".to_owned(),
         time_us: 1_700_000_000_000_000 + index as i64,
         detail: detail.to_owned(),
-        automated: index % 2 == 0,
+        automated: index.is_multiple_of(2),
         before: numbers.clone(),
         after: numbers.into_iter().map(|(k, v)| (k, v / 3.0)).collect(),
         prev_hash: String::new(),

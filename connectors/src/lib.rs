@@ -6,7 +6,8 @@
 //! Errors carry a [`Retry`] hint so callers know whether trying again can help. [`decode`]
 //! turns record payloads (Avro, OTLP, JSON lines, Prometheus text from node-exporter or
 //! dcgm-exporter) into Arrow record batches; a record that does not decode fails whole with a
-//! [`decode::DecodeError`] whose reason code becomes its dead-letter reason. [`generate`]
+//! [`decode::DecodeError`] whose reason code becomes its dead-letter reason; [`registry`] is the
+//! one table of source formats, their encodings, decoders and row layouts. [`generate`]
 //! simulates a fleet of databases, GPUs and models, with scheduled faults and their ground
 //! truth, for `opsloop generate`, the benchmarks and the demo.
 
@@ -16,5 +17,6 @@ mod error;
 pub mod generate;
 pub mod kafka;
 pub mod metrics;
+pub mod registry;
 
 pub use error::{ConnectorError, Retry};

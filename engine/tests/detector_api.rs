@@ -80,6 +80,12 @@ fn every_example_detector_plans() {
                 }
             ),
             (
+                "pg_lock_blocker",
+                WindowSpec::Tumbling {
+                    width_us: 30 * SECOND
+                }
+            ),
+            (
                 "pg_matview_stale",
                 WindowSpec::Tumbling {
                     width_us: 30 * SECOND

@@ -248,7 +248,23 @@ async fn a_long_query_holding_a_lock_shows_until_it_ends() {
     let reader = postgres.connect().await.expect("connect");
     let waiting =
         tokio::spawn(async move { reader.query_one("SELECT count(*) FROM jobs", &[]).await });
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Until the reader waits for the lock (a loaded machine may take a while to get there).
+    let observer = postgres.connect().await.expect("connect");
+    for _ in 0..50 {
+        let waits: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if waits > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2000)).await;
 
     let busy = collect(&mut collector, now_us()).await;
     let longest = expect(&busy, "pg_longest_query_seconds", &[]);

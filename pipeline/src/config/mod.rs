@@ -215,6 +215,6 @@ mod tests {
             config.correlator.group_wait,
             std::time::Duration::from_secs(10)
         );
-        assert_eq!(config.correlator.patterns.len(), 7);
+        assert_eq!(config.correlator.patterns.len(), 8);
     }
 }

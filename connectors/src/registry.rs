@@ -166,7 +166,9 @@ impl SourceFormat {
             SourceFormat::LogRecord | SourceFormat::OtlpLogs => {
                 (record_schema::<LogRecord>(), "time_us")
             }
-            SourceFormat::Span | SourceFormat::OtlpTraces => (record_schema::<Span>(), "start_time_us"),
+            SourceFormat::Span | SourceFormat::OtlpTraces => {
+                (record_schema::<Span>(), "start_time_us")
+            }
         }
     }
 

@@ -595,3 +595,58 @@ async fn only_the_chosen_groups_are_collected_and_bad_settings_are_typed_errors(
     );
     assert_eq!(error.retry(), Retry::WithBackoff);
 }
+
+#[tokio::test]
+async fn a_session_idle_in_its_transaction_shows_as_the_blocker_and_its_victim_is_no_runaway() {
+    let postgres = TestPostgres::start().await.expect("postgres");
+    let setup = postgres.connect().await.expect("connect");
+    setup
+        .batch_execute("CREATE TABLE accounts (id int PRIMARY KEY, balance int); INSERT INTO accounts VALUES (1, 100)")
+        .await
+        .expect("schema");
+    let mut collector = collector(&postgres).await;
+    let holder = postgres.connect().await.expect("connect");
+    holder
+        .batch_execute("BEGIN; UPDATE accounts SET balance = balance + 1 WHERE id = 1")
+        .await
+        .expect("holder");
+    let victim = postgres.connect().await.expect("connect");
+    let waiting = tokio::spawn(async move {
+        victim
+            .execute(
+                "UPDATE accounts SET balance = balance - 1 WHERE id = 1",
+                &[],
+            )
+            .await
+    });
+    let observer = postgres.connect().await.expect("connect");
+    for _ in 0..50 {
+        let waits: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if waits > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let batch = collect(&mut collector, now_us()).await;
+    assert_eq!(expect(&batch, "pg_blocked_backends", &[]), 1.0);
+    assert_eq!(expect(&batch, "pg_lock_blockers", &[]), 1.0);
+    let idle = expect(&batch, "pg_idle_blocker_seconds", &[]);
+    assert!(idle >= 1.0, "the holder's idle time {idle}");
+    assert!(
+        expect(&batch, "pg_longest_query_seconds", &[]) < 1.0,
+        "the waiting update is a victim, not a runaway query"
+    );
+    holder.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(waiting.await.expect("task").expect("the victim goes on"), 1);
+    let after = collect(&mut collector, now_us()).await;
+    assert_eq!(expect(&after, "pg_lock_blockers", &[]), 0.0);
+    assert_eq!(expect(&after, "pg_idle_blocker_seconds", &[]), 0.0);
+}

@@ -202,6 +202,10 @@ mod tests {
             .filter(|f| holds_union(f.data_type()))
             .map(|f| f.name().as_str())
             .collect();
-        assert_eq!(unions, ["params"], "audit entries carry the action's parameters");
+        assert_eq!(
+            unions,
+            ["params"],
+            "audit entries carry the action's parameters"
+        );
     }
 }

@@ -26,7 +26,8 @@
 //!    FAILED with the reason.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opsloop_actions::{Action, Executor, Goal, advised_index_name, seal};
@@ -41,6 +42,7 @@ use crate::audit::AuditLog;
 use crate::governance::Governor;
 use crate::keyed::KeyedLocks;
 use crate::policy::{Admitted, Policy, Refusal};
+use crate::twin::Twin;
 use crate::verdicts::{Verdict, Verdicts};
 use crate::{ActuatorConfig, ActuatorError, claims, postgres, webhook};
 
@@ -94,6 +96,8 @@ pub struct Actuator {
     canaries: Mutex<HashMap<String, CanaryGroup>>,
     /// Targets whose claim table is known to exist.
     prepared: Mutex<std::collections::HashSet<String>>,
+    /// Where every action runs instead, when set.
+    twin: Option<Arc<dyn Twin>>,
 }
 
 /// A canary group's first target and its verdict (`None` while it runs).
@@ -163,7 +167,18 @@ impl Actuator {
             early: Mutex::new(HashMap::new()),
             canaries: Mutex::new(HashMap::new()),
             prepared: Mutex::new(std::collections::HashSet::new()),
+            twin: None,
         })
+    }
+
+    /// This actuator with every action run on `twin`, and the twin's clock in its audit log.
+    pub fn with_twin(mut self, twin: Arc<dyn Twin>) -> Self {
+        self.twin = Some(twin);
+        self
+    }
+
+    fn now_us(&self) -> i64 {
+        self.twin.as_ref().map_or_else(now_us, |twin| twin.now_us())
     }
 
     pub fn config(&self) -> &ActuatorConfig {
@@ -200,7 +215,7 @@ impl Actuator {
             step,
             template: event.template.clone(),
             target: event.target.clone(),
-            time_us: now_us(),
+            time_us: self.now_us(),
             detail: detail.into(),
             automated,
             before: before.clone(),
@@ -414,9 +429,10 @@ impl Actuator {
         event: &RemediationEvent,
         admitted: &Admitted,
     ) -> Result<(), ActuatorError> {
-        let outcome = match admitted.spec.executor {
-            Executor::Postgres => self.run_postgres(event, admitted).await,
-            Executor::Webhook => self.run_webhook(event, admitted).await,
+        let outcome = match (&self.twin, admitted.spec.executor) {
+            (Some(twin), _) => self.run_twin(event, admitted, twin.as_ref()).await,
+            (None, Executor::Postgres) => self.run_postgres(event, admitted).await,
+            (None, Executor::Webhook) => self.run_webhook(event, admitted).await,
         };
         match outcome {
             Ok(()) => Ok(()),
@@ -485,7 +501,9 @@ impl Actuator {
             return Ok(());
         };
         let step = self
-            .conclude(event, admitted, &client, judged, &before)
+            .conclude(event, admitted, judged, &before, |rollback| {
+                postgres_rollback(&client, rollback, &event.action_id)
+            })
             .await?;
         claims::finish(&client, &event.action_id, step).await
     }
@@ -565,15 +583,19 @@ impl Actuator {
         }
     }
 
-    /// The verdict after the probe: the symptom's, then VERIFIED, or the rollback.
-    async fn conclude(
+    /// The verdict after the probe: the symptom's, then VERIFIED, or the rollback `undo`
+    /// runs (the statement or request that undid the action).
+    async fn conclude<F>(
         &self,
         event: &RemediationEvent,
         admitted: &Admitted,
-        client: &tokio_postgres::Client,
         judged: Judged,
         before: &BTreeMap<String, f64>,
-    ) -> Result<ActionStep, ActuatorError> {
+        undo: impl FnOnce(Action) -> F,
+    ) -> Result<ActionStep, ActuatorError>
+    where
+        F: Future<Output = Result<String, ActuatorError>>,
+    {
         let Judged {
             primary, was, is, ..
         } = judged;
@@ -582,7 +604,7 @@ impl Actuator {
             Goal::Clear => self.config.verify.clear_improvement,
         };
         let probe_says = format!("{primary} {was} -> {is}");
-        let failure = if !judged.improved {
+        let why = if !judged.improved {
             format!("{probe_says}: not down by {:.0}%", need * 100.0)
         } else {
             match self.symptom(event).await {
@@ -618,8 +640,21 @@ impl Actuator {
                 ),
             }
         };
-        self.undo(event, admitted, client, failure, before, &judged.after)
-            .await
+        let (step, detail) = match admitted.action.rollback(&event.action_id) {
+            Some(rollback) => {
+                let done = undo(rollback).await?;
+                (
+                    ActionStep::RolledBack,
+                    format!("{why}; rolled back with {done}"),
+                )
+            }
+            None => (
+                ActionStep::Failed,
+                format!("{why}; {} has no rollback", admitted.action.template()),
+            ),
+        };
+        self.record(event, step, detail, before, &judged.after, true)?;
+        Ok(step)
     }
 
     /// The correlator's verdict on an incident's action: `None` when none is awaited (a
@@ -633,45 +668,9 @@ impl Actuator {
             Some(verdict) => Some(verdict),
             None => {
                 tracing::warn!(action_id = %event.action_id, timeout_s = timeout.as_secs(), "no verdict on the incident's alerts (is `opsloop run` reading ops.actions?)");
-                Some(Verdict::Recurred { at_us: now_us() })
-            }
-        }
-    }
-
-    /// The rollback of an action that did not help, or FAILED without one.
-    async fn undo(
-        &self,
-        event: &RemediationEvent,
-        admitted: &Admitted,
-        client: &tokio_postgres::Client,
-        why: String,
-        before: &BTreeMap<String, f64>,
-        after: &BTreeMap<String, f64>,
-    ) -> Result<ActionStep, ActuatorError> {
-        match admitted.action.rollback(&event.action_id) {
-            Some(rollback) => {
-                let statement =
-                    postgres::execute(client, &rollback, &event.action_id, None).await?;
-                self.record(
-                    event,
-                    ActionStep::RolledBack,
-                    format!("{why}; rolled back with {statement}"),
-                    before,
-                    after,
-                    true,
-                )?;
-                Ok(ActionStep::RolledBack)
-            }
-            None => {
-                self.record(
-                    event,
-                    ActionStep::Failed,
-                    format!("{why}; {} has no rollback", admitted.action.template()),
-                    before,
-                    after,
-                    true,
-                )?;
-                Ok(ActionStep::Failed)
+                Some(Verdict::Recurred {
+                    at_us: self.now_us(),
+                })
             }
         }
     }
@@ -730,7 +729,9 @@ impl Actuator {
         let after = postgres::probe(client, &admitted.action, &self.config.verify, None).await?;
         let judged = self.judge(admitted, &before, after);
         let step = self
-            .conclude(event, admitted, client, judged, &before)
+            .conclude(event, admitted, judged, &before, |rollback| {
+                postgres_rollback(client, rollback, &event.action_id)
+            })
             .await?;
         claims::finish(client, &event.action_id, step).await
     }
@@ -763,6 +764,72 @@ impl Actuator {
             Ok(()) => Ok(()),
             Err(error) => self.note(event, ActionStep::Failed, error.to_string()),
         }
+    }
+
+    /// An action on the twin: its probe, the action, the probe again once the twin's
+    /// telemetry moved on, the symptom; the rollback on the twin when it did not help.
+    async fn run_twin(
+        &self,
+        event: &RemediationEvent,
+        admitted: &Admitted,
+        twin: &dyn Twin,
+    ) -> Result<(), ActuatorError> {
+        let _slot = self.governor.slot().await;
+        let action = &admitted.action;
+        let none = BTreeMap::new();
+        let Some(before) = twin.probe(&event.target, action) else {
+            return self.note(
+                event,
+                ActionStep::Failed,
+                format!("the twin has no target {}", event.target),
+            );
+        };
+        let skip = if before.value(before.eligible) <= 0.0 {
+            Some(format!("nothing to fix: {} is 0", before.eligible))
+        } else if self.config.dry_run {
+            Some(format!("dry run: would run {}", action.template()))
+        } else {
+            None
+        };
+        if let Some(reason) = skip {
+            return self.record(
+                event,
+                ActionStep::Skipped,
+                reason,
+                &before.metrics,
+                &none,
+                true,
+            );
+        }
+        let detail = format!("{}: {}", action.template(), admitted.spec.description);
+        self.record(
+            event,
+            ActionStep::Executed,
+            detail,
+            &before.metrics,
+            &none,
+            true,
+        )?;
+        twin.apply(&event.target, action)
+            .map_err(|reason| ActuatorError::Refused(format!("the twin refused: {reason}")))?;
+        twin.settle().await;
+        let after = twin
+            .probe(&event.target, action)
+            .unwrap_or_else(|| before.clone());
+        let judged = self.judge(admitted, &before.metrics, after);
+        let target = event.target.clone();
+        self.conclude(
+            event,
+            admitted,
+            judged,
+            &before.metrics,
+            |rollback| async move {
+                twin.apply(&target, &rollback)
+                    .map_err(|reason| ActuatorError::Refused(format!("the twin refused: {reason}")))
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     async fn run_webhook(
@@ -810,6 +877,15 @@ impl Actuator {
             true,
         )
     }
+}
+
+/// Runs `rollback` on the target, as action `action_id` undoing itself.
+async fn postgres_rollback(
+    client: &tokio_postgres::Client,
+    rollback: Action,
+    action_id: &str,
+) -> Result<String, ActuatorError> {
+    postgres::execute(client, &rollback, action_id, None).await
 }
 
 /// `HH:MM:SS` UTC of an event time.

@@ -10,6 +10,7 @@
 //!   metrics an action should move;
 //! - [`verdicts`]: the correlator's word on whether an incident's alerts stayed clear after
 //!   its action;
+//! - [`twin`]: a digital twin as the target of every action (the demo's simulated fleet);
 //! - [`audit`]: the append-only, hash-chained local log (`opsloop audit verify`);
 //! - [`Actuator`]: one action's life — planned, approved, executed, verified or rolled back,
 //!   failed, skipped, refused — once per action id across duplicates, restarts and instances.
@@ -23,6 +24,7 @@ pub mod governance;
 mod keyed;
 pub mod policy;
 pub mod postgres;
+pub mod twin;
 pub mod verdicts;
 pub mod webhook;
 

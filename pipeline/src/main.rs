@@ -2,8 +2,7 @@
 
 mod commands;
 mod config;
-mod metrics_endpoint;
-mod notify;
+mod signals;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -47,13 +46,19 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The demo prints its own live view: the log says only what goes wrong.
+    let default_level = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("OPSLOOP_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("OPSLOOP_LOG")
+                .unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => async_main(commands::demo::run(args)),
         Command::Schemas(args) => commands::schemas::run(args),

@@ -454,7 +454,10 @@ async fn reference_run(
     };
     let instance = Instance::start(&setup, dir).await;
     instance
-        .wait_for("opsloop_watermark_ms", final_watermark_ms as f64)
+        .wait_for(
+            "opsloop_watermark_seconds",
+            final_watermark_ms as f64 / 1000.0,
+        )
         .await;
     instance.terminate().await;
     (
@@ -505,7 +508,10 @@ async fn a_run_killed_mid_stream_and_restarted_emits_the_same_alerts_and_inciden
     publish(&broker, &topics.metrics, first).await;
     let instance = Instance::start(&setup, dir.path()).await;
     instance
-        .wait_for("opsloop_watermark_ms", final_watermark_ms(first) as f64)
+        .wait_for(
+            "opsloop_watermark_seconds",
+            final_watermark_ms(first) as f64 / 1000.0,
+        )
         .await;
     // Mid-stream: the next ticks are being published and read when the process dies.
     let publishing = publish(&broker, &topics.metrics, during);
@@ -534,7 +540,7 @@ async fn a_run_killed_mid_stream_and_restarted_emits_the_same_alerts_and_inciden
     };
     let restarted = Instance::start(&setup, dir.path()).await;
     restarted
-        .wait_for("opsloop_watermark_ms", final_watermark as f64)
+        .wait_for("opsloop_watermark_seconds", final_watermark as f64 / 1000.0)
         .await;
     restarted.terminate().await;
     let records = read_alerts(&broker, &alerts_topic);
@@ -613,9 +619,9 @@ async fn two_instances_in_one_group_emit_the_alerts_and_incidents_of_one() {
     .await;
     assert!(settled.is_ok(), "both instances got partitions");
     publish(&broker, &topics.metrics, &ticks).await;
-    one.wait_for("opsloop_watermark_ms", final_watermark as f64)
+    one.wait_for("opsloop_watermark_seconds", final_watermark as f64 / 1000.0)
         .await;
-    two.wait_for("opsloop_watermark_ms", final_watermark as f64)
+    two.wait_for("opsloop_watermark_seconds", final_watermark as f64 / 1000.0)
         .await;
     let records = [
         one.metric("opsloop_source_records_total").await,
@@ -683,7 +689,7 @@ async fn incidents_reach_their_topic_an_alertmanager_and_a_webhook() {
     publish(&broker, &topics.metrics, &ticks).await;
     let instance = Instance::start(&setup, dir.path()).await;
     instance
-        .wait_for("opsloop_watermark_ms", final_watermark as f64)
+        .wait_for("opsloop_watermark_seconds", final_watermark as f64 / 1000.0)
         .await;
     // SIGTERM drains the notifier's queue before the process exits.
     instance.terminate().await;
@@ -816,7 +822,10 @@ async fn proactive_plans_reach_the_remediation_topic() {
     publish(&broker, &topics.metrics, &batches).await;
     let instance = Instance::start(&setup, dir.path()).await;
     instance
-        .wait_for("opsloop_watermark_ms", final_watermark_ms(&batches) as f64)
+        .wait_for(
+            "opsloop_watermark_seconds",
+            final_watermark_ms(&batches) as f64 / 1000.0,
+        )
         .await;
     instance
         .wait_for("opsloop_proactive_plans_total", 1.0)

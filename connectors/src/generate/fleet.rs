@@ -285,6 +285,29 @@ impl Fleet {
         &self.truth
     }
 
+    /// Ends, at `at_us`, every fault of one of `kinds` under way on `entity` — a remediation
+    /// that works: the fault's effects stop from then on (the ground truth keeps the
+    /// schedule). Returns the kinds ended.
+    pub fn remediate(&mut self, entity: &str, kinds: &[FaultKind], at_us: i64) -> Vec<FaultKind> {
+        let mut ended = Vec::new();
+        for (fault, truth) in self.faults.iter_mut().zip(&self.truth) {
+            let under_way = fault.start_us <= at_us && at_us < fault.end_us;
+            if under_way
+                && kinds.contains(&fault.kind)
+                && truth.entities.iter().any(|e| e == entity)
+            {
+                fault.end_us = at_us;
+                ended.push(fault.kind);
+            }
+        }
+        ended
+    }
+
+    /// The sample interval, microseconds.
+    pub fn interval_us(&self) -> i64 {
+        self.interval_us
+    }
+
     /// The records of the next sample interval.
     pub fn tick(&mut self) -> Tick {
         let mut tick = Tick::default();

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use opsloop_connectors::generate::{DEMO_RUN, FaultSpec, Fleet, FleetConfig};
+use opsloop_connectors::generate::{DEMO_RUN, Fleet, FleetConfig};
 use opsloop_connectors::kafka::{KafkaSink, RecordWriter, SinkConfig};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat, topics};
 
 use super::broker::BrokerArgs;
+use super::fleet::FleetArgs;
 
 #[derive(Debug, Args)]
 pub(crate) struct GenerateArgs {
@@ -31,27 +32,8 @@ pub(crate) struct GenerateArgs {
     /// Pace ticks at the sample interval with event time starting now.
     #[arg(long, conflicts_with = "rate")]
     realtime: bool,
-    #[arg(long, default_value_t = 8)]
-    databases: usize,
-    #[arg(long, default_value_t = 2)]
-    gpu_hosts: usize,
-    #[arg(long, default_value_t = 8)]
-    gpus_per_host: usize,
-    #[arg(long, default_value_t = 4)]
-    models: usize,
-    /// Event time between samples.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    interval: Duration,
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// A fault to inject, as kind@target:+start/duration[*magnitude] (e.g.
-    /// data_drift@model-1:+10m/5m); repeatable. Without any, the demo schedule runs, which
-    /// injects every fault kind over 30 minutes.
-    #[arg(long = "fault", value_name = "SPEC")]
-    faults: Vec<FaultSpec>,
-    /// Inject no fault at all.
-    #[arg(long, conflicts_with = "faults")]
-    no_faults: bool,
+    #[command(flatten)]
+    fleet: FleetArgs,
     /// Print the fault schedule (ground truth) and exit.
     #[arg(long)]
     schedule: bool,
@@ -67,27 +49,14 @@ pub(crate) struct GenerateArgs {
 
 impl GenerateArgs {
     fn fleet_config(&self) -> anyhow::Result<FleetConfig> {
-        let mut config = FleetConfig {
-            databases: self.databases,
-            gpu_hosts: self.gpu_hosts,
-            gpus_per_host: self.gpus_per_host,
-            models: self.models,
-            sample_interval: self.interval,
-            seed: self.seed,
-            ..FleetConfig::default()
-        };
-        if self.realtime {
-            config.start_time_us =
-                i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros())?;
-        }
-        config.faults = if self.no_faults {
-            Vec::new()
-        } else if self.faults.is_empty() {
-            config.default_faults()
+        let start = if self.realtime {
+            Some(i64::try_from(
+                SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros(),
+            )?)
         } else {
-            self.faults.clone()
+            None
         };
-        Ok(config)
+        Ok(self.fleet.fleet_config(start))
     }
 }
 
@@ -106,10 +75,10 @@ pub(crate) async fn run(args: GenerateArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if args.duration > DEMO_RUN && args.faults.is_empty() && !args.no_faults {
+    if args.duration > DEMO_RUN && args.fleet.default_schedule() {
         tracing::info!("the demo fault schedule covers the first {DEMO_RUN:?} of event time");
     }
-    let interval = args.interval.max(Duration::from_millis(1));
+    let interval = args.fleet.interval().max(Duration::from_millis(1));
     let ticks = (args.duration.as_secs_f64() / interval.as_secs_f64()).ceil() as u64;
     let mut writer = RecordWriter::new(
         KafkaSink::new(&args.broker.kafka_config()?, SinkConfig::default())?,
@@ -156,7 +125,7 @@ async fn run_fleet(
             samples as f64 / elapsed.max(1e-9)
         ));
         let due = if args.realtime {
-            Some(args.interval.mul_f64((index + 1) as f64))
+            Some(args.fleet.interval().mul_f64((index + 1) as f64))
         } else {
             args.rate
                 .map(|rate| Duration::from_secs_f64(samples as f64 / rate.max(1e-9)))

@@ -6,6 +6,7 @@ pub(crate) mod audit;
 pub(crate) mod broker;
 pub(crate) mod collect;
 pub(crate) mod demo;
+pub(crate) mod fleet;
 pub(crate) mod generate;
 pub(crate) mod publish;
 pub(crate) mod run;

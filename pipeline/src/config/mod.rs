@@ -1,76 +1,22 @@
-//! `opsloop run`'s configuration: embedded defaults (`default.toml`) overridden by a TOML file
-//! and `OPSLOOP_*` environment variables.
+//! Loading configuration: embedded defaults (`default.toml` for `opsloop run`, `actuate.toml`
+//! for `opsloop actuate`) overridden by a TOML file and `OPSLOOP_*` environment variables.
 
 mod layers;
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use opsloop_correlator::{CorrelatorConfig, DEFAULT_CORRELATOR_CONFIG};
-use opsloop_engine::time::WatermarkConfig;
-use serde::Deserialize;
-
-use crate::notify::NotifySection;
+use opsloop_correlator::DEFAULT_CORRELATOR_CONFIG;
+use opsloop_runtime::config::RunConfig;
 
 /// The embedded defaults, also printed by `opsloop run --print-default-config`.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RunConfig {
-    pub(crate) kafka: KafkaSection,
-    pub(crate) sources: Vec<SourceSection>,
-    pub(crate) engine: EngineSection,
-    pub(crate) checkpoint: CheckpointSection,
-    pub(crate) alerts: TopicSection,
-    pub(crate) incidents: TopicSection,
-    pub(crate) deadletter: TopicSection,
-    pub(crate) metrics: MetricsSection,
-    /// Alerts -> incidents; its defaults are the correlator crate's (`[correlator]`).
-    pub(crate) correlator: CorrelatorConfig,
-    #[serde(default)]
-    pub(crate) notifications: NotifySection,
-    pub(crate) planner: PlannerSection,
-    /// Forecasts, failure risk and proactive plans; every key has a default.
-    #[serde(default)]
-    pub(crate) predict: opsloop_predict::PredictorConfig,
-}
-
-/// `[planner]`: incidents -> signed remediation events, learning from the actions' outcomes.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PlannerSection {
-    /// Where remediation events go.
-    pub(crate) topic: String,
-    /// Where the actuators' outcomes are read from (learning, acknowledgements, verdicts).
-    pub(crate) actions_topic: String,
-    pub(crate) agents: opsloop_planner::agents::AgentsConfig,
-    /// The key events are signed with (`OPSLOOP_PLANNER__SIGNING_KEY`); actuators hold it as
-    /// `[actuator] planner_key`.
-    #[serde(default)]
-    pub(crate) signing_key: String,
-    pub(crate) max_attempts: i64,
-    pub(crate) retry_backoff_s: i64,
-}
-
-impl PlannerSection {
-    pub(crate) fn planner_config(&self) -> opsloop_planner::PlannerConfig {
-        opsloop_planner::PlannerConfig {
-            agents: self.agents.clone(),
-            signing_key: self.signing_key.clone(),
-            max_attempts: self.max_attempts,
-            retry_backoff_s: self.retry_backoff_s,
-            ..opsloop_planner::PlannerConfig::default()
-        }
-    }
-}
-
-impl RunConfig {
-    /// The defaults, overridden by `file` and the process environment.
-    pub(crate) fn load(file: Option<&Path>) -> anyhow::Result<RunConfig> {
-        layers::load(&default_config_text(), file, std::env::vars())
-    }
+/// `opsloop run`'s configuration: the defaults, overridden by `file` and the process
+/// environment, checked.
+pub(crate) fn load_run(file: Option<&Path>) -> anyhow::Result<RunConfig> {
+    let config: RunConfig = layers::load(&default_config_text(), file, std::env::vars())?;
+    config.validate()?;
+    Ok(config)
 }
 
 /// Any command's configuration: `defaults`, overridden by `file` and the process
@@ -96,85 +42,12 @@ pub(crate) fn default_config_text() -> String {
     )
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct KafkaSection {
-    pub(crate) brokers: String,
-    pub(crate) group_id: String,
-    #[serde(default)]
-    pub(crate) properties: BTreeMap<String, String>,
-}
-
-/// What the records of a source topic are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum SourceFormat {
-    MetricBatch,
-    JsonLines,
-    Prometheus,
-    OtlpMetrics,
-    GpuSample,
-    FeatureSample,
-    LogRecord,
-}
-
-/// How the records are encoded (codec formats for opsloop's record kinds, OTLP's two).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum SourceEncoding {
-    Confluent,
-    Avro,
-    Json,
-    OtlpProto,
-    OtlpJson,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SourceSection {
-    pub(crate) name: String,
-    pub(crate) topic: String,
-    pub(crate) format: SourceFormat,
-    #[serde(default = "default_encoding")]
-    pub(crate) encoding: SourceEncoding,
-    /// The stream table the detectors read these records as.
-    pub(crate) table: String,
-}
-
-fn default_encoding() -> SourceEncoding {
-    SourceEncoding::Confluent
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct EngineSection {
-    pub(crate) detectors_dir: PathBuf,
-    pub(crate) tick_interval_ms: u64,
-    pub(crate) watermark: WatermarkConfig,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CheckpointSection {
-    pub(crate) dir: PathBuf,
-    pub(crate) interval_ms: u64,
-    pub(crate) retain: usize,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TopicSection {
-    pub(crate) topic: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MetricsSection {
-    pub(crate) listen: SocketAddr,
-}
-
 #[cfg(test)]
 mod tests {
+    use opsloop_connectors::registry::SourceFormat;
+    use opsloop_correlator::CorrelatorConfig;
+    use opsloop_engine::time::WatermarkConfig;
+
     use super::*;
 
     #[test]

@@ -24,27 +24,27 @@ use serde::Deserialize;
 /// `[notifications]`: where incidents are pushed.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct NotifySection {
+pub struct NotifySection {
     /// A Prometheus Alertmanager, e.g. `http://alertmanager:9093`.
     #[serde(default)]
-    pub(crate) alertmanager: Option<EndpointConfig>,
+    pub alertmanager: Option<EndpointConfig>,
     /// Generic webhooks; each receives every notification at or above its `min_tier`.
     #[serde(default)]
-    pub(crate) webhooks: Vec<EndpointConfig>,
+    pub webhooks: Vec<EndpointConfig>,
 }
 
 /// One HTTP endpoint.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct EndpointConfig {
-    pub(crate) url: String,
+pub struct EndpointConfig {
+    pub url: String,
     #[serde(default = "default_timeout_ms")]
-    pub(crate) timeout_ms: u64,
+    pub timeout_ms: u64,
     #[serde(default = "default_retries")]
-    pub(crate) retries: u32,
+    pub retries: u32,
     /// Only incidents of this tier or more critical (T1 is the most critical).
     #[serde(default = "default_min_tier")]
-    pub(crate) min_tier: Tier,
+    pub min_tier: Tier,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -66,14 +66,14 @@ struct ReceiverLabel {
 
 /// `opsloop_notifications_total{receiver}` and `opsloop_notification_failures_total{receiver}`.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct NotifyMetrics {
+pub struct NotifyMetrics {
     sent: Family<ReceiverLabel, Counter>,
     failed: Family<ReceiverLabel, Counter>,
     dropped: Counter,
 }
 
 impl NotifyMetrics {
-    pub(crate) fn register(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut Registry) -> Self {
         let metrics = NotifyMetrics::default();
         registry.register(
             "opsloop_notifications",
@@ -104,7 +104,7 @@ trait Receive: Send {
 
 /// The running notifier: a queue and the thread draining it.
 #[derive(Debug)]
-pub(crate) struct Notifier {
+pub struct Notifier {
     queue: Option<SyncSender<Notification>>,
     thread: Option<JoinHandle<()>>,
     metrics: NotifyMetrics,
@@ -114,7 +114,7 @@ const QUEUE_CAPACITY: usize = 10_000;
 
 impl Notifier {
     /// Starts the notifier thread; with no receiver configured nothing is started.
-    pub(crate) fn start(config: &NotifySection, metrics: NotifyMetrics) -> Self {
+    pub fn start(config: &NotifySection, metrics: NotifyMetrics) -> Self {
         let mut receivers: Vec<Box<dyn Receive>> = Vec::new();
         if let Some(endpoint) = &config.alertmanager {
             receivers.push(Box::new(alertmanager::Alertmanager::new(endpoint.clone())));
@@ -146,7 +146,7 @@ impl Notifier {
     }
 
     /// Queues `notification`; drops it (and counts it) if the queue is full.
-    pub(crate) fn notify(&self, notification: Notification) {
+    pub fn notify(&self, notification: Notification) {
         let Some(queue) = &self.queue else {
             return;
         };
@@ -164,7 +164,7 @@ impl Notifier {
     }
 
     /// Delivers what is queued, then stops the thread.
-    pub(crate) fn finish(mut self) {
+    pub fn finish(mut self) {
         self.queue = None;
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()

@@ -21,11 +21,11 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What a service says about itself on `/healthz`: nothing wrong, or a sentence why not.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Health(Arc<Mutex<Option<String>>>);
+pub struct Health(Arc<Mutex<Option<String>>>);
 
 impl Health {
     /// Sets (or, with `None`, clears) the problem `/healthz` reports.
-    pub(crate) fn set(&self, problem: Option<String>) {
+    pub fn set(&self, problem: Option<String>) {
         *self
             .0
             .lock()
@@ -42,7 +42,7 @@ impl Health {
 
 /// Binds `address` and serves `registry` and `health` until `shutdown` turns true. Returns
 /// the bound address (useful with port 0) and the serving task.
-pub(crate) async fn serve(
+pub async fn serve(
     address: SocketAddr,
     registry: Arc<Registry>,
     health: Health,

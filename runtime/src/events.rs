@@ -1,9 +1,12 @@
-//! The engine's and the correlator's Prometheus metrics; the sources' own (events in, dead
-//! letters) are the connectors'.
+//! The loop's observable events, each logged (`tracing`) and counted (Prometheus) in one call
+//! of [`Events`]: alerts, incident versions, plans, escalations, outcomes, checkpoints,
+//! predictive cycles, and the engine's and correlator's gauges. Durations are in seconds. The
+//! sources' own events (records in, dead letters) are the connectors'.
 
 use opsloop_correlator::CorrelatorStatus;
 use opsloop_engine::runtime::{EngineStatus, Output};
-use opsloop_schemas::ops::CycleReport;
+use opsloop_planner::Escalation;
+use opsloop_schemas::ops::{ActionOutcome, CycleReport, Forecast, Incident, RemediationEvent};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -11,34 +14,42 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+type Seconds = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 #[derive(Debug, Clone)]
-pub(super) struct EngineMetrics {
+struct EngineMetrics {
     alerts: Counter,
     windows_fired: Counter,
     late_rows: Counter,
     open_windows: Gauge,
     active_groups: Gauge,
     state_bytes: Gauge,
-    watermark_lag_ms: Gauge,
-    watermark_ms: Gauge,
+    watermark_lag_seconds: Seconds,
+    watermark_seconds: Seconds,
     idle_partitions: Gauge,
     checkpoint_seconds: Histogram,
 }
 
-impl EngineMetrics {
-    pub(super) fn register(registry: &mut Registry) -> Self {
-        let metrics = EngineMetrics {
+impl Default for EngineMetrics {
+    fn default() -> Self {
+        EngineMetrics {
             alerts: Counter::default(),
             windows_fired: Counter::default(),
             late_rows: Counter::default(),
             open_windows: Gauge::default(),
             active_groups: Gauge::default(),
             state_bytes: Gauge::default(),
-            watermark_lag_ms: Gauge::default(),
-            watermark_ms: Gauge::default(),
+            watermark_lag_seconds: Seconds::default(),
+            watermark_seconds: Seconds::default(),
             idle_partitions: Gauge::default(),
             checkpoint_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
-        };
+        }
+    }
+}
+
+impl EngineMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = EngineMetrics::default();
         registry.register("opsloop_alerts", "Alerts emitted", metrics.alerts.clone());
         registry.register(
             "opsloop_windows_fired",
@@ -66,14 +77,14 @@ impl EngineMetrics {
             metrics.state_bytes.clone(),
         );
         registry.register(
-            "opsloop_watermark_lag_ms",
+            "opsloop_watermark_lag_seconds",
             "Newest event time seen minus the watermark",
-            metrics.watermark_lag_ms.clone(),
+            metrics.watermark_lag_seconds.clone(),
         );
         registry.register(
-            "opsloop_watermark_ms",
-            "The watermark: event time in milliseconds since the Unix epoch",
-            metrics.watermark_ms.clone(),
+            "opsloop_watermark_seconds",
+            "The watermark: event time in seconds since the Unix epoch",
+            metrics.watermark_seconds.clone(),
         );
         registry.register(
             "opsloop_idle_partitions",
@@ -88,34 +99,31 @@ impl EngineMetrics {
         metrics
     }
 
-    pub(super) fn record(&self, output: &Output) {
+    fn record(&self, output: &Output) {
         self.alerts.inc_by(output.alerts.len() as u64);
         self.windows_fired.inc_by(output.windows_fired as u64);
         self.late_rows.inc_by(output.too_late_rows as u64);
     }
 
-    pub(super) fn status(&self, status: &EngineStatus) {
+    fn status(&self, status: &EngineStatus) {
         let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
         self.open_windows.set(gauge(status.open_windows));
         self.active_groups.set(gauge(status.active_groups));
         self.state_bytes.set(gauge(status.state_bytes));
         self.idle_partitions.set(gauge(status.idle_partitions));
         if let Some(watermark) = status.watermark_us {
-            self.watermark_ms.set(watermark / 1000);
+            self.watermark_seconds.set(watermark as f64 / 1e6);
         }
         if let (Some(newest), Some(watermark)) = (status.max_event_time_us, status.watermark_us) {
-            self.watermark_lag_ms.set((newest - watermark) / 1000);
+            self.watermark_lag_seconds
+                .set((newest - watermark) as f64 / 1e6);
         }
-    }
-
-    pub(super) fn checkpoint_took(&self, seconds: f64) {
-        self.checkpoint_seconds.observe(seconds);
     }
 }
 
 /// The correlator's gauges and totals (set from its status after every step).
 #[derive(Debug, Clone, Default)]
-pub(super) struct CorrelatorMetrics {
+struct CorrelatorMetrics {
     open_incidents: Gauge,
     pending_alerts: Gauge,
     versions: Gauge,
@@ -126,7 +134,7 @@ pub(super) struct CorrelatorMetrics {
 }
 
 impl CorrelatorMetrics {
-    pub(super) fn register(registry: &mut Registry) -> Self {
+    fn register(registry: &mut Registry) -> Self {
         let metrics = CorrelatorMetrics::default();
         let gauges = [
             (
@@ -171,7 +179,7 @@ impl CorrelatorMetrics {
         metrics
     }
 
-    pub(super) fn status(&self, status: &CorrelatorStatus) {
+    fn status(&self, status: &CorrelatorStatus) {
         let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         self.open_incidents.set(gauge(status.open_incidents as u64));
         self.pending_alerts.set(gauge(status.pending_alerts as u64));
@@ -186,7 +194,7 @@ impl CorrelatorMetrics {
 
 /// The closed-loop cycle report of the last predictive cycle, and running totals.
 #[derive(Debug, Clone, Default)]
-pub(super) struct CycleMetrics {
+struct CycleMetrics {
     cycles: Counter,
     failures_detected: Gauge,
     operations_executed: Gauge,
@@ -207,7 +215,7 @@ struct ForecastLabels {
 }
 
 impl CycleMetrics {
-    pub(super) fn register(registry: &mut Registry) -> Self {
+    fn register(registry: &mut Registry) -> Self {
         let metrics = CycleMetrics::default();
         registry.register(
             "opsloop_cycles",
@@ -257,12 +265,8 @@ impl CycleMetrics {
         metrics
     }
 
-    pub(super) fn failed(&self) {
-        self.failed.inc();
-    }
-
     /// Replaces the forecasts with the last cycle's.
-    pub(super) fn forecasts(&self, forecasts: &[opsloop_schemas::ops::Forecast]) {
+    fn forecasts(&self, forecasts: &[Forecast]) {
         self.forecasts.clear();
         for forecast in forecasts {
             let labels = ForecastLabels {
@@ -274,7 +278,7 @@ impl CycleMetrics {
         }
     }
 
-    pub(super) fn record(&self, report: &CycleReport, seconds: f64) {
+    fn record(&self, report: &CycleReport, seconds: f64) {
         self.cycles.inc();
         self.duration.set(seconds);
         self.failures_detected.set(report.failures_detected);
@@ -285,5 +289,176 @@ impl CycleMetrics {
             .inc_by(report.models_updated.len() as u64);
         self.proactive_plans
             .inc_by(u64::try_from(report.proactive_plans).unwrap_or(0));
+    }
+}
+
+/// The plans and what became of them.
+#[derive(Debug, Clone, Default)]
+struct PlanMetrics {
+    remediation: Family<Vec<(String, String)>, Counter>,
+    escalations: Counter,
+    outcomes: Family<Vec<(String, String)>, Counter>,
+    open_fixes: Gauge,
+}
+
+impl PlanMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = PlanMetrics::default();
+        registry.register(
+            "opsloop_remediation_planned",
+            "Remediation events planned, by kind (reactive, proactive)",
+            metrics.remediation.clone(),
+        );
+        registry.register(
+            "opsloop_escalations",
+            "Incidents escalated because their fixes ran out of attempts",
+            metrics.escalations.clone(),
+        );
+        registry.register(
+            "opsloop_action_outcomes_seen",
+            "Actuator audit entries read back, by step",
+            metrics.outcomes.clone(),
+        );
+        registry.register(
+            "opsloop_open_fixes",
+            "Fixes in flight or waiting for another attempt",
+            metrics.open_fixes.clone(),
+        );
+        metrics
+    }
+}
+
+/// Every event of the loop; see the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct Events {
+    engine: EngineMetrics,
+    correlator: CorrelatorMetrics,
+    cycles: CycleMetrics,
+    plans: PlanMetrics,
+}
+
+impl Events {
+    /// The events, their metrics registered in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        Events {
+            engine: EngineMetrics::register(registry),
+            correlator: CorrelatorMetrics::register(registry),
+            cycles: CycleMetrics::register(registry),
+            plans: PlanMetrics::register(registry),
+        }
+    }
+
+    /// What the engine did with a batch or a tick, and where it stands.
+    pub(crate) fn engine(&self, output: &Output, status: &EngineStatus) {
+        self.engine.record(output);
+        self.engine.status(status);
+        for alert in &output.alerts {
+            tracing::info!(
+                alert_id = %alert.alert_id,
+                detector = %alert.detector,
+                entity = %alert.entity,
+                score = alert.score,
+                "alert"
+            );
+        }
+    }
+
+    pub(crate) fn incident(&self, incident: &Incident) {
+        tracing::info!(
+            incident_id = %incident.incident_id,
+            version = incident.version,
+            state = ?incident.state,
+            tier = ?incident.tier,
+            pattern = %incident.pattern,
+            entity = %incident.entity,
+            action_id = ?incident.action_id,
+            recovered_us = ?incident.recovered_us,
+            recurred_us = ?incident.recurred_us,
+            "incident"
+        );
+    }
+
+    pub(crate) fn correlator(&self, status: &CorrelatorStatus, open_fixes: usize) {
+        self.correlator.status(status);
+        self.plans
+            .open_fixes
+            .set(i64::try_from(open_fixes).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn planned(&self, event: &RemediationEvent) {
+        tracing::info!(
+            action_id = %event.action_id,
+            incident_id = %event.incident_id,
+            template = %event.template,
+            target = %event.target,
+            attempt = event.attempt,
+            agent = %event.agent,
+            kind = ?event.kind,
+            approval_required = event.approval_required,
+            rationale = %event.rationale,
+            "remediation planned"
+        );
+        let kind = format!("{:?}", event.kind).to_lowercase();
+        self.plans
+            .remediation
+            .get_or_create(&vec![("kind".to_owned(), kind)])
+            .inc();
+    }
+
+    pub(crate) fn escalated(&self, escalation: &Escalation) {
+        tracing::warn!(incident_id = %escalation.incident_id, reason = %escalation.reason, "incident escalated");
+        self.plans.escalations.inc();
+    }
+
+    pub(crate) fn outcome(&self, outcome: &ActionOutcome) {
+        tracing::debug!(action_id = %outcome.action_id, step = ?outcome.step, template = %outcome.template, "action outcome");
+        let step = format!("{:?}", outcome.step).to_lowercase();
+        self.plans
+            .outcomes
+            .get_or_create(&vec![("step".to_owned(), step)])
+            .inc();
+    }
+
+    pub(crate) fn checkpoint_written(&self, id: u64, seconds: f64, path: &std::path::Path) {
+        tracing::debug!(id, seconds, path = %path.display(), "checkpoint written");
+        self.engine.checkpoint_seconds.observe(seconds);
+    }
+
+    pub(crate) fn commit_failed(&self, error: &crate::RuntimeError) {
+        // The checkpoint holds the offsets; the next start skips what it covers.
+        tracing::warn!(%error, "committing checkpointed offsets failed");
+    }
+
+    pub(crate) fn cycle(&self, report: &CycleReport, forecasts: &[Forecast], seconds: f64) {
+        for forecast in forecasts {
+            tracing::debug!(
+                job = %forecast.job,
+                entity = %forecast.entity,
+                forecast = %forecast.forecast,
+                resource = ?forecast.resource,
+                value = forecast.value,
+                time_to_exhaustion_s = ?forecast.time_to_exhaustion_s,
+                "forecast"
+            );
+        }
+        tracing::info!(
+            cycle_id = %report.cycle_id,
+            failures_detected = report.failures_detected,
+            operations_executed = report.operations_executed,
+            success_rate = ?report.success_rate,
+            models_updated = ?report.models_updated,
+            proactive_plans = report.proactive_plans,
+            forecasts = forecasts.len(),
+            seconds,
+            "predictive cycle"
+        );
+        self.cycles.forecasts(forecasts);
+        self.cycles.record(report, seconds);
+    }
+
+    pub(crate) fn cycle_failed(&self, error: &crate::RuntimeError) {
+        // A job that fails on this cycle's data must not stop detection.
+        tracing::error!(%error, "predictive cycle failed");
+        self.cycles.failed.inc();
     }
 }

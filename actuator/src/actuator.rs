@@ -39,6 +39,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch;
 
 use crate::audit::AuditLog;
+use crate::events::ActuatorEvents;
 use crate::governance::Governor;
 use crate::keyed::KeyedLocks;
 use crate::policy::{Admitted, Policy, Refusal};
@@ -98,6 +99,7 @@ pub struct Actuator {
     prepared: Mutex<std::collections::HashSet<String>>,
     /// Where every action runs instead, when set.
     twin: Option<Arc<dyn Twin>>,
+    events: ActuatorEvents,
 }
 
 /// A canary group's first target and its verdict (`None` while it runs).
@@ -168,7 +170,14 @@ impl Actuator {
             canaries: Mutex::new(HashMap::new()),
             prepared: Mutex::new(std::collections::HashSet::new()),
             twin: None,
+            events: ActuatorEvents::default(),
         })
+    }
+
+    /// This actuator logging and counting into `events` (registered by its service).
+    pub fn with_events(mut self, events: ActuatorEvents) -> Self {
+        self.events = events;
+        self
     }
 
     /// This actuator with every action run on `twin`, and the twin's clock in its audit log.
@@ -227,7 +236,7 @@ impl Actuator {
             attempt: event.attempt,
         };
         let entry = lock(&self.audit).append(entry)?;
-        tracing::info!(action_id = %entry.action_id, step = ?entry.step, template = %entry.template, target = %entry.target, detail = %entry.detail, "action");
+        self.events.step(&entry);
         // The receiver going away (shutdown) does not undo the local audit entry.
         let _ = self.outcomes.send(entry);
         Ok(())
@@ -244,8 +253,10 @@ impl Actuator {
     }
 
     fn refuse(&self, event: &RemediationEvent, refusal: Refusal) -> Result<Handled, ActuatorError> {
-        tracing::warn!(action_id = %event.action_id, reason = refusal.code(), "remediation event refused");
-        self.note(event, ActionStep::Refused, refusal.to_string())?;
+        let detail = refusal.to_string();
+        self.events
+            .refused(&event.action_id, refusal.code(), &detail);
+        self.note(event, ActionStep::Refused, detail)?;
         Ok(Handled::Refused(refusal))
     }
 
@@ -311,7 +322,14 @@ impl Actuator {
     /// waiting event's, changes nothing.
     pub async fn decide(&self, approval: &Approval) -> Result<DecisionOutcome, ActuatorError> {
         if !seal::verify_approval(self.config.approval_key.as_bytes(), approval) {
-            tracing::warn!(action_id = %approval.action_id, approver = %approval.approver, "forged or unsigned approval refused");
+            self.events.refused(
+                &approval.action_id,
+                "forged_approval",
+                &format!(
+                    "a decision by {} whose signature does not check out",
+                    approval.approver
+                ),
+            );
             return Ok(DecisionOutcome::Forged);
         }
         let _one_at_a_time = self.actions.lock(&approval.action_id).await;
@@ -344,17 +362,15 @@ impl Actuator {
         event: &RemediationEvent,
         approval: &Approval,
     ) -> Result<(), ActuatorError> {
-        tracing::warn!(action_id = %event.action_id, approver = %approval.approver, "approval for other content refused");
-        self.note(
-            event,
-            ActionStep::Refused,
-            format!(
-                "a decision by {} for other content (digest {}) than this action's: it does \
-                 not apply",
-                approval.approver,
-                &approval.action_digest[..12.min(approval.action_digest.len())]
-            ),
-        )
+        let detail = format!(
+            "a decision by {} for other content (digest {}) than this action's: it does not \
+             apply",
+            approval.approver,
+            &approval.action_digest[..12.min(approval.action_digest.len())]
+        );
+        self.events
+            .refused(&event.action_id, "mismatched_approval", &detail);
+        self.note(event, ActionStep::Refused, detail)
     }
 
     async fn apply_decision(

@@ -12,6 +12,7 @@
 //!   its action;
 //! - [`twin`]: a digital twin as the target of every action (the demo's simulated fleet);
 //! - [`audit`]: the append-only, hash-chained local log (`opsloop audit verify`);
+//! - [`ActuatorEvents`]: every audit entry and refusal, logged and counted in one call;
 //! - [`Actuator`]: one action's life — planned, approved, executed, verified or rolled back,
 //!   failed, skipped, refused — once per action id across duplicates, restarts and instances.
 
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod claims;
 mod config;
 mod error;
+mod events;
 pub mod governance;
 mod keyed;
 pub mod policy;
@@ -31,3 +33,4 @@ pub mod webhook;
 pub use actuator::{Actuator, DecisionOutcome, Handled};
 pub use config::{ActuatorConfig, VerifyConfig};
 pub use error::ActuatorError;
+pub use events::ActuatorEvents;

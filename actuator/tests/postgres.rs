@@ -13,32 +13,16 @@ use opsloop_actuator::{Actuator, ActuatorConfig, Handled, VerifyConfig};
 use opsloop_schemas::ops::{
     ActionOutcome, ActionStep, Approval, Decision, ParamValue, RemediationEvent,
 };
-use opsloop_tests::TestPostgres;
+use opsloop_tests::{TestPostgres, remediation_event};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio_postgres::Client;
 
 const KEY: &str = "test approval key";
 const PLANNER_KEY: &str = "test planner key";
 
-/// An unsigned event; [`signed`] makes it the planner's.
+/// An unsigned event on db-1; [`signed`] makes it the planner's.
 fn unsigned(action_id: &str, template: &str, params: &[(&str, ParamValue)]) -> RemediationEvent {
-    let params = params
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect();
-    let mut event = RemediationEvent::new(
-        action_id,
-        format!("incident-{action_id}"),
-        template,
-        "db-1",
-        params,
-    );
-    event.rollback_template = template
-        .parse::<TemplateId>()
-        .ok()
-        .and_then(|t| t.spec().rollback)
-        .map(|t| t.as_str().to_owned());
-    event
+    remediation_event(action_id, template, "db-1", params)
 }
 
 fn signed(event: RemediationEvent) -> RemediationEvent {

@@ -2,26 +2,14 @@
 //! shape and a scale request in the Kubernetes scale subresource's shape, each verified by the
 //! receiver's answer and audited; an unreachable receiver fails after its retries.
 
-use std::collections::BTreeMap;
-
 use opsloop_actions::{TemplateId, seal};
 use opsloop_actuator::{Actuator, ActuatorConfig};
 use opsloop_schemas::ops::{ActionStep, ParamValue, RemediationEvent, SeverityBand};
-use opsloop_tests::TestWebhook;
+use opsloop_tests::{TestWebhook, remediation_event};
 use tokio::sync::mpsc::unbounded_channel;
 
 fn event(action_id: &str, template: &str, params: &[(&str, ParamValue)]) -> RemediationEvent {
-    let params = params
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect::<BTreeMap<_, _>>();
-    let mut event = RemediationEvent::new(
-        action_id,
-        format!("incident-{action_id}"),
-        template,
-        "feature-store",
-        params,
-    );
+    let mut event = remediation_event(action_id, template, "feature-store", params);
     event.band = SeverityBand::Emergency;
     seal::sign_event(PLANNER_KEY.as_bytes(), event)
 }

@@ -84,3 +84,102 @@ fn main() -> anyhow::Result<()> {
 fn async_main(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(command)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    /// Every `opsloop ...` command line of the README's and the docs' shell blocks, its
+    /// environment assignments and quotes taken off.
+    fn documented_commands() -> Vec<(String, Vec<String>)> {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let mut pages = vec![format!("{root}/README.md")];
+        let docs = std::fs::read_dir(format!("{root}/docs")).expect("docs/");
+        pages.extend(
+            docs.filter_map(Result::ok)
+                .map(|entry| entry.path().display().to_string())
+                .filter(|path| path.ends_with(".md")),
+        );
+        let mut commands = Vec::new();
+        for page in pages {
+            let text = std::fs::read_to_string(&page).expect("page");
+            let mut in_shell = false;
+            let mut pending = String::new();
+            for line in text.lines() {
+                if line.starts_with("```") {
+                    in_shell = line == "```sh";
+                    continue;
+                }
+                if !in_shell {
+                    continue;
+                }
+                if let Some(head) = line.strip_suffix('\\') {
+                    pending.push_str(head);
+                    continue;
+                }
+                let whole = std::mem::take(&mut pending) + line;
+                let line = whole.split(" #").next().unwrap_or_default();
+                let words: Vec<String> = shell_words(line)
+                    .into_iter()
+                    .skip_while(|word| word.contains('=') && !word.starts_with('-'))
+                    .collect();
+                // `opsloop ARGS`, or `cargo run ... --bin opsloop -- ARGS`.
+                let after = match words.first().map(String::as_str) {
+                    Some("opsloop") => 1,
+                    Some("cargo") => match words.iter().position(|w| w == "--") {
+                        Some(at) => at + 1,
+                        None => continue,
+                    },
+                    _ => continue,
+                };
+                let args: Vec<String> = std::iter::once("opsloop".to_owned())
+                    .chain(words[after..].iter().cloned())
+                    .collect();
+                commands.push((format!("{page}: {line}"), args));
+            }
+        }
+        commands
+    }
+
+    /// The words of a shell command line: split at blanks, quotes keep blanks and go.
+    fn shell_words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut quote: Option<char> = None;
+        let mut started = false;
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), c) => word.push(c),
+                (None, '"' | '\'') => {
+                    quote = Some(c);
+                    started = true;
+                }
+                (None, c) if c.is_whitespace() => {
+                    if started || !word.is_empty() {
+                        words.push(std::mem::take(&mut word));
+                    }
+                    started = false;
+                }
+                (None, c) => word.push(c),
+            }
+        }
+        if started || !word.is_empty() {
+            words.push(word);
+        }
+        words
+    }
+
+    #[test]
+    fn every_documented_command_parses() {
+        let commands = documented_commands();
+        assert!(commands.len() > 15, "{commands:#?}");
+        for (place, args) in commands {
+            if let Err(error) = Cli::try_parse_from(&args) {
+                panic!("{place}\n{error}");
+            }
+        }
+    }
+}

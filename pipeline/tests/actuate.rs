@@ -5,6 +5,8 @@
 //! reaches `ops.actions`. And a real `kill -9` of the actuator during `CREATE INDEX
 //! CONCURRENTLY`: no second run, no invalid index left, the audit intact.
 
+#[path = "support/actuate.rs"]
+mod actuate_support;
 mod support;
 
 use std::collections::BTreeMap;
@@ -13,13 +15,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actuate_support::{ActuateTopics, actuate_toml};
 use opsloop_actions::{advised_index_name, seal};
 use opsloop_connectors::kafka::{
     KafkaSink, OutgoingRecord, RecordWriter, SinkConfig, dead_letter_headers,
 };
 use opsloop_schemas::ops::{ActionOutcome, ActionStep, ParamValue, RemediationEvent};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
-use opsloop_tests::{TestBroker, TestPostgres, unique_name};
+use opsloop_tests::{TestBroker, TestPostgres, remediation_event, unique_name};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
@@ -35,23 +38,8 @@ fn event(
     params: &[(&str, ParamValue)],
     gated: bool,
 ) -> RemediationEvent {
-    let params = params
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect::<BTreeMap<_, _>>();
-    let mut event = RemediationEvent::new(
-        action_id,
-        format!("incident-{action_id}"),
-        template,
-        "db-1",
-        params,
-    );
+    let mut event = remediation_event(action_id, template, "db-1", params);
     event.approval_required = gated;
-    event.rollback_template = template
-        .parse::<opsloop_actions::TemplateId>()
-        .ok()
-        .and_then(|t| t.spec().rollback)
-        .map(|t| t.as_str().to_owned());
     seal::sign_event(PLANNER_KEY.as_bytes(), event)
 }
 
@@ -135,45 +123,25 @@ fn actuate_config(
     dsn: &str,
 ) -> std::path::PathBuf {
     let config = dir.join(format!("{group}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "{group}"
-[topics]
-remediation = "{remediation}"
-approvals = "{approvals}"
-actions = "{actions}"
-incidents = "{incidents}"
-deadletter = "{deadletter}"
-[actuator]
-allow = [{allow}]
-approval_key = "{KEY}"
-planner_key = "{PLANNER_KEY}"
-audit_log = "{audit}"
-default_dsn = "{dsn}"
-rate_per_s = 5.0
-[actuator.verify]
-settle_ms = 1500
-window_ms = 1500
-symptom = false
-[group]
-unassigned_warn_s = 3
-[metrics]
-listen = "127.0.0.1:0"
-"#,
-            brokers = broker.bootstrap(),
-            remediation = topics.remediation,
-            approvals = topics.approvals,
-            actions = topics.actions,
-            incidents = topics.incidents,
-            deadletter = topics.deadletter,
-            audit = dir.join("audit.jsonl").display(),
-        ),
-    )
-    .expect("config");
+    let topics = ActuateTopics {
+        remediation: &topics.remediation,
+        approvals: &topics.approvals,
+        actions: &topics.actions,
+        incidents: &topics.incidents,
+        deadletter: &topics.deadletter,
+    };
+    let toml = actuate_toml(
+        broker.bootstrap(),
+        group,
+        &topics,
+        (KEY, PLANNER_KEY),
+        dir,
+        dsn,
+        &format!("allow = [{allow}]\nrate_per_s = 5.0"),
+        "[actuator.verify]\nsettle_ms = 1500\nwindow_ms = 1500\nsymptom = false\n\
+         [group]\nunassigned_warn_s = 3",
+    );
+    std::fs::write(&config, toml).expect("config");
     config
 }
 
@@ -248,8 +216,8 @@ async fn gated_actions_wait_for_a_signed_approval_and_rejected_ones_never_run() 
             .expect("send");
     }
     writer.finish().await.expect("delivered");
-    // Bytes that are no record, on both topics the actuator reads.
-    for topic in [&topics.remediation, &topics.approvals] {
+    // Bytes that are no record, on every topic the actuator reads.
+    for topic in [&topics.remediation, &topics.approvals, &topics.incidents] {
         sink.send(OutgoingRecord::new(
             topic,
             None,
@@ -344,14 +312,14 @@ async fn gated_actions_wait_for_a_signed_approval_and_rejected_ones_never_run() 
     let letters = consumer_of(&broker, &topics.deadletter);
     let mut reasons = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while reasons.values().sum::<usize>() < 4 && Instant::now() < deadline {
+    while reasons.values().sum::<usize>() < 5 && Instant::now() < deadline {
         dead_letters(&letters, &mut reasons);
     }
     assert_eq!(reasons.get("unsigned_event"), Some(&1), "{reasons:?}");
     assert_eq!(reasons.get("forged_approval"), Some(&1), "{reasons:?}");
     assert_eq!(
         reasons.get("unknown_schema_id"),
-        Some(&2),
+        Some(&3),
         "one undecodable record per topic: {reasons:?}"
     );
 }

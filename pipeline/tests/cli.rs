@@ -30,34 +30,64 @@ fn schemas_roundtrip_covers_every_record_kind() {
 }
 
 #[test]
-fn demo_runs_the_simulated_fleet_through_the_engine_and_catches_its_faults() {
-    let out = stdout_of(&opsloop(&["demo", "--tick-delay", "0s"]));
-    let detected_by = |fault: &str| {
+fn demo_runs_the_simulated_fleet_through_the_loop_and_closes_it_on_the_twin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report_path = dir.path().join("demo.json");
+    let out = stdout_of(&opsloop(&[
+        "demo",
+        "--tick-delay",
+        "0s",
+        "--report",
+        report_path.to_str().expect("utf-8 path"),
+    ]));
+    let summary_of = |fault: &str| {
         out.lines()
             .find(|line| line.starts_with(fault))
             .unwrap_or_else(|| panic!("no summary line for {fault}:\n{out}"))
             .to_owned()
     };
     assert!(
-        detected_by("latency_spike").contains("query_latency_spike (+"),
+        summary_of("latency_spike").contains("query_latency_spike (+"),
         "{out}"
     );
     assert!(
-        detected_by("connection_exhaustion").contains("connection_saturation (+"),
+        summary_of("gpu_thermal").contains("gpu_thermal (+"),
         "{out}"
     );
+    let exhausted = summary_of("connection_exhaustion");
     assert!(
-        detected_by("gpu_thermal").contains("gpu_thermal (+"),
+        exhausted.contains("connection_saturation (+")
+            && exhausted.contains("pg.terminate_idle_sessions")
+            && exhausted.contains("VERIFIED"),
+        "the loop closes on the twin: {out}"
+    );
+    assert!(out.contains("ALERT    query_latency_spike"), "{out}");
+    assert!(out.contains("PLAN     pg.terminate_idle_sessions"), "{out}");
+    assert!(
+        out.contains("0 alerts and 0 incidents outside any fault"),
         "{out}"
     );
-    assert!(
-        out.contains("ALERT query_latency_spike      db-0 "),
-        "{out}"
-    );
-    assert!(
-        out.contains("; 0 of "),
-        "no alert outside the faults: {out}"
-    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report"))
+            .expect("JSON");
+    let faults = report["faults"].as_array().expect("faults");
+    assert_eq!(faults.len(), 14);
+    let exhausted = faults
+        .iter()
+        .find(|f| f["kind"] == "connection_exhaustion")
+        .expect("the fault");
+    assert_eq!(exhausted["outcome"], "VERIFIED");
+    assert!(exhausted["recovered_s"].as_f64().expect("a recovery") > 0.0);
+    for key in [
+        "alerts_outside_faults",
+        "incidents_outside_faults",
+        "samples",
+        "series",
+        "state_bytes_per_series",
+        "wall_s",
+    ] {
+        assert!(report[key].is_number(), "{key}: {report}");
+    }
 }
 
 #[test]

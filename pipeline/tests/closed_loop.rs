@@ -10,12 +10,16 @@
 //! allow-list or twice. Prints the fault-to-verified-recovery time per fault, the operation
 //! success rate and the manual intervention rate.
 
+#[path = "support/actuate.rs"]
+mod actuate_support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use actuate_support::{ActuateTopics, actuate_toml};
 use opsloop_actions::{Executor, TemplateId};
 use opsloop_schemas::ops::{ActionOutcome, ActionStep};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
@@ -228,35 +232,24 @@ forecasts_topic = "{forecasts}"
     )
     .expect("run config");
     let actuate_config = dir.path().join("actuate.toml");
+    let actuate_topics = ActuateTopics {
+        remediation: &topics["remediation"],
+        approvals: &topics["approvals"],
+        actions: &topics["actions"],
+        incidents: &topics["incidents"],
+        deadletter: &topics["deadletter"],
+    };
     std::fs::write(
         &actuate_config,
-        format!(
-            r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "{group}"
-[topics]
-remediation = "{remediation}"
-approvals = "{approvals}"
-actions = "{actions}"
-incidents = "{incidents}"
-deadletter = "{deadletter}"
-[actuator]
-approval_key = "closed-loop key"
-planner_key = "closed-loop planner key"
-audit_log = "{dir}/audit.jsonl"
-default_dsn = "{dsn}"
-[metrics]
-listen = "127.0.0.1:0"
-"#,
-            brokers = broker.bootstrap(),
-            group = unique_name("actuator"),
-            remediation = topics["remediation"],
-            approvals = topics["approvals"],
-            actions = topics["actions"],
-            incidents = topics["incidents"],
-            deadletter = topics["deadletter"],
-            dir = dir.path().display(),
+        actuate_toml(
+            broker.bootstrap(),
+            &unique_name("actuator"),
+            &actuate_topics,
+            ("closed-loop key", "closed-loop planner key"),
+            dir.path(),
+            &dsn,
+            "",
+            "",
         ),
     )
     .expect("actuate config");

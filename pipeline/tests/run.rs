@@ -888,3 +888,81 @@ async fn proactive_plans_reach_the_remediation_topic() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_outcome_that_does_not_decode_goes_to_the_dead_letter_topic() {
+    use opsloop_connectors::kafka::{OutgoingRecord, TopicRequest, create_topics};
+    use rdkafka::message::Headers;
+
+    let broker = TestBroker::start().await.expect("broker");
+    let topics = topics(&broker).await;
+    // The run reads the actuators' outcomes from `<remediation>-actions` (see RunSetup).
+    let actions = format!("{}-actions", topics.remediation);
+    create_topics(
+        &broker.kafka_config(),
+        &[TopicRequest {
+            name: actions.clone(),
+            partitions: 1,
+            replication_factor: 1,
+        }],
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("actions topic");
+    let alerts = broker
+        .create_topic("alerts", PARTITIONS)
+        .await
+        .expect("topic");
+    let dir = tempfile::tempdir().expect("dir");
+    let checkpoints = dir.path().join("checkpoints");
+    let setup = run_setup(&broker, &topics, unique_name("dlq"), &alerts, &checkpoints);
+    let instance = Instance::start(&setup, dir.path()).await;
+    let sink = KafkaSink::new(&broker.kafka_config(), SinkConfig::default()).expect("sink");
+    let letters: BaseConsumer = broker
+        .kafka_config()
+        .client_config()
+        .set("group.id", unique_name("letters"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    letters.subscribe(&[&topics.deadletter]).expect("subscribe");
+    // The outcome reader starts at the newest record: keep sending until one is seen.
+    let deadline = std::time::Instant::now() + WAIT;
+    let reason = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dead letter from {actions}"
+        );
+        sink.send(OutgoingRecord::new(
+            &actions,
+            None,
+            b"\x00\x00\x00\x00\x63no outcome",
+        ))
+        .await
+        .expect("sent");
+        let found = tokio::task::block_in_place(|| {
+            letters.poll(Duration::from_secs(1)).and_then(|message| {
+                let message = message.ok()?;
+                let header = |name: &str| {
+                    message.headers().and_then(|headers| {
+                        headers
+                            .iter()
+                            .find(|h| h.key == name)
+                            .and_then(|h| h.value)
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                    })
+                };
+                Some((
+                    header("opsloop.dlq.source_topic")?,
+                    header("opsloop.dlq.reason_code")?,
+                ))
+            })
+        });
+        if let Some((source, reason)) = found {
+            assert_eq!(source, actions);
+            break reason;
+        }
+    };
+    assert_eq!(reason, "unknown_schema_id");
+    instance.terminate().await;
+}

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opsloop_actuator::{Actuator, ActuatorConfig, DecisionOutcome, Handled};
+use opsloop_actuator::{Actuator, ActuatorConfig, ActuatorEvents, DecisionOutcome, Handled};
 use opsloop_connectors::kafka::{
     DeadLetterWriter, KafkaSink, RecordConsumer, RecordConsumerConfig, RecordMessage, RecordStart,
     RecordWriter, SinkConfig,
@@ -27,8 +27,6 @@ use opsloop_connectors::kafka::{
 use opsloop_connectors::metrics::ConnectorMetrics;
 use opsloop_schemas::ops::{ActionOutcome, Approval, Incident, RemediationEvent};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
@@ -95,11 +93,9 @@ enum Finished {
     Refused(Box<RecordMessage>, &'static str, String),
 }
 
-/// The actuator's own counters.
+/// How many partitions this actuator holds, for `/metrics`.
 #[derive(Debug, Clone, Default)]
 struct ActuateMetrics {
-    steps: Family<Vec<(String, String)>, Counter>,
-    refused: Family<Vec<(String, String)>, Counter>,
     assigned: Gauge,
 }
 
@@ -107,27 +103,11 @@ impl ActuateMetrics {
     fn register(registry: &mut Registry) -> Self {
         let metrics = ActuateMetrics::default();
         registry.register(
-            "opsloop_actions",
-            "Audit entries written, per step",
-            metrics.steps.clone(),
-        );
-        registry.register(
-            "opsloop_actuator_refused",
-            "Remediation events and approvals refused, per reason",
-            metrics.refused.clone(),
-        );
-        registry.register(
             "opsloop_actuator_assigned_partitions",
             "Partitions of the remediation and approval topics this actuator holds",
             metrics.assigned.clone(),
         );
         metrics
-    }
-
-    fn refused(&self, reason: &str) {
-        self.refused
-            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
-            .inc();
     }
 }
 
@@ -197,8 +177,10 @@ impl ActuateService {
         }
         let kafka = config.kafka.kafka_config();
         let (outcome_sender, outcomes) = mpsc::unbounded_channel();
-        let actuator = Arc::new(Actuator::new(config.actuator.clone(), outcome_sender)?);
         let mut registry = Registry::default();
+        let events = ActuatorEvents::register(&mut registry);
+        let actuator =
+            Arc::new(Actuator::new(config.actuator.clone(), outcome_sender)?.with_events(events));
         let metrics = ActuateMetrics::register(&mut registry);
         let connector_metrics = ConnectorMetrics::register(&mut registry);
         let health = Health::default();
@@ -296,8 +278,6 @@ impl ActuateService {
                 () = &mut shutdown => break,
                 outcome = outcome_receiver.recv() => {
                     let Some(outcome) = outcome else { break };
-                    let step = format!("{:?}", outcome.step).to_lowercase();
-                    metrics.steps.get_or_create(&vec![("step".to_owned(), step)]).inc();
                     actions.send(&config.topics.actions, &outcome).await?;
                 }
                 finished = done_receiver.recv() => {
@@ -313,7 +293,6 @@ impl ActuateService {
                             None => continue,
                         },
                         Finished::Refused(message, code, reason) => {
-                            metrics.refused(code);
                             requests.dead_letter(&message, code, &reason).await;
                             ((message.topic().to_owned(), message.partition()), message.offset())
                         }

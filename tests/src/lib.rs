@@ -8,8 +8,10 @@
 //! - [`TestAlertmanager`]: a throwaway Prometheus Alertmanager with a route grouping as asked.
 //! - [`TestWebhook`]: an HTTP server that records what is POSTed to it.
 //!
-//! Every service stops when its handle is dropped.
+//! Every service stops when its handle is dropped. [`remediation_event`] makes events as the
+//! planner does, for the suites of what acts on them.
 
+mod actions;
 mod alertmanager;
 mod broker;
 mod error;
@@ -17,6 +19,7 @@ mod http;
 mod postgres;
 mod process;
 
+pub use actions::remediation_event;
 pub use alertmanager::TestAlertmanager;
 pub use broker::{BrokerBackend, TestBroker};
 pub use error::HarnessError;

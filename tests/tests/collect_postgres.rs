@@ -62,6 +62,26 @@ fn expect(batch: &MetricBatch, name: &str, labels: &[(&str, &str)]) -> f64 {
     })
 }
 
+/// Returns once a session waits for another's lock (a loaded machine may take a while to get
+/// there), or after five seconds.
+async fn until_a_session_waits_for_a_lock(postgres: &TestPostgres) {
+    let observer = postgres.connect().await.expect("connect");
+    for _ in 0..50 {
+        let waits: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if waits > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn flush(client: &tokio_postgres::Client) {
     client
         .batch_execute("SELECT pg_stat_force_next_flush()")
@@ -248,22 +268,7 @@ async fn a_long_query_holding_a_lock_shows_until_it_ends() {
     let reader = postgres.connect().await.expect("connect");
     let waiting =
         tokio::spawn(async move { reader.query_one("SELECT count(*) FROM jobs", &[]).await });
-    // Until the reader waits for the lock (a loaded machine may take a while to get there).
-    let observer = postgres.connect().await.expect("connect");
-    for _ in 0..50 {
-        let waits: i64 = observer
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .expect("activity")
-            .get(0);
-        if waits > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_a_session_waits_for_a_lock(&postgres).await;
     tokio::time::sleep(Duration::from_millis(2000)).await;
 
     let busy = collect(&mut collector, now_us()).await;
@@ -619,21 +624,7 @@ async fn a_session_idle_in_its_transaction_shows_as_the_blocker_and_its_victim_i
             )
             .await
     });
-    let observer = postgres.connect().await.expect("connect");
-    for _ in 0..50 {
-        let waits: i64 = observer
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .expect("activity")
-            .get(0);
-        if waits > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_a_session_waits_for_a_lock(&postgres).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let batch = collect(&mut collector, now_us()).await;
     assert_eq!(expect(&batch, "pg_blocked_backends", &[]), 1.0);

@@ -90,4 +90,33 @@ mod tests {
         );
         assert_eq!(config.correlator.patterns.len(), 8);
     }
+
+    #[test]
+    fn a_source_whose_format_and_encoding_do_not_go_together_is_refused_by_name() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("run.toml");
+        let sources = |format: &str, encoding: &str| {
+            format!(
+                "[[sources]]\nname = \"logs\"\ntopic = \"otlp_logs\"\nformat = \"{format}\"\n\
+                 encoding = \"{encoding}\"\ntable = \"logs\"\n"
+            )
+        };
+        std::fs::write(&file, sources("otlp_logs", "confluent")).expect("write");
+        let config: RunConfig =
+            layers::load(&default_config_text(), Some(&file), []).expect("parses");
+        let error = config.validate().expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "configuration: source logs: format otlp_logs comes in otlp_proto, otlp_json, not confluent"
+        );
+        std::fs::write(&file, sources("otlp_logs", "otlp_json")).expect("write");
+        let config: RunConfig =
+            layers::load(&default_config_text(), Some(&file), []).expect("parses");
+        assert!(config.validate().is_ok());
+        assert_eq!(
+            config.sources.len(),
+            1,
+            "a file's sources replace the defaults'"
+        );
+    }
 }

@@ -124,6 +124,8 @@ fn actuate_config(
 ) -> std::path::PathBuf {
     let config = dir.join(format!("{group}.toml"));
     let topics = ActuateTopics {
+        brokers: broker.bootstrap(),
+        group,
         remediation: &topics.remediation,
         approvals: &topics.approvals,
         actions: &topics.actions,
@@ -131,8 +133,6 @@ fn actuate_config(
         deadletter: &topics.deadletter,
     };
     let toml = actuate_toml(
-        broker.bootstrap(),
-        group,
         &topics,
         (KEY, PLANNER_KEY),
         dir,

@@ -232,7 +232,10 @@ forecasts_topic = "{forecasts}"
     )
     .expect("run config");
     let actuate_config = dir.path().join("actuate.toml");
+    let actuate_group = unique_name("actuator");
     let actuate_topics = ActuateTopics {
+        brokers: broker.bootstrap(),
+        group: &actuate_group,
         remediation: &topics["remediation"],
         approvals: &topics["approvals"],
         actions: &topics["actions"],
@@ -242,8 +245,6 @@ forecasts_topic = "{forecasts}"
     std::fs::write(
         &actuate_config,
         actuate_toml(
-            broker.bootstrap(),
-            &unique_name("actuator"),
             &actuate_topics,
             ("closed-loop key", "closed-loop planner key"),
             dir.path(),

@@ -378,7 +378,7 @@ impl Transport for KafkaTransport {
             Published::Incident(incident) => {
                 self.writer.send(&topics.incidents, incident).await?;
             }
-            Published::Notification(notification) => self.notifier.notify(notification),
+            Published::Notification(notification) => self.notifier.notify(notification.clone()),
             Published::Remediation(event) => {
                 self.writer.send(&topics.remediation, event).await?;
             }

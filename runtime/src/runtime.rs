@@ -297,7 +297,7 @@ impl<T: Transport> Runtime<T> {
             }
         }
         self.totals.incident_versions += emitted.versions.len() as u64;
-        for notification in emitted.notifications {
+        for notification in &emitted.notifications {
             self.transport
                 .publish(Published::Notification(notification))
                 .await?;

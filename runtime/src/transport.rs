@@ -37,7 +37,7 @@ pub enum Input {
 pub enum Published<'a> {
     Alert(&'a Alert),
     Incident(&'a Incident),
-    Notification(Notification),
+    Notification(&'a Notification),
     Remediation(&'a RemediationEvent),
     Cycle(&'a CycleReport),
     Forecast(&'a Forecast),

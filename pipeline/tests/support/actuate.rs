@@ -1,7 +1,9 @@
 //! `opsloop actuate` configurations of the integration tests.
 
-/// The topics `opsloop actuate` reads and writes.
+/// Where `opsloop actuate` connects: the brokers, its group, the topics it reads and writes.
 pub(crate) struct ActuateTopics<'a> {
+    pub(crate) brokers: &'a str,
+    pub(crate) group: &'a str,
     pub(crate) remediation: &'a str,
     pub(crate) approvals: &'a str,
     pub(crate) actions: &'a str,
@@ -13,8 +15,6 @@ pub(crate) struct ActuateTopics<'a> {
 /// acting on `dsn`, metrics on a free port; `actuator` and `rest` are more TOML, the first
 /// inside `[actuator]`.
 pub(crate) fn actuate_toml(
-    brokers: &str,
-    group: &str,
     topics: &ActuateTopics<'_>,
     keys: (&str, &str),
     dir: &std::path::Path,
@@ -44,6 +44,8 @@ default_dsn = "{dsn}"
 listen = "127.0.0.1:0"
 {rest}
 "#,
+        brokers = topics.brokers,
+        group = topics.group,
         remediation = topics.remediation,
         approvals = topics.approvals,
         actions = topics.actions,

@@ -21,16 +21,20 @@ impl ActuatorEvents {
     /// The events, their counters registered in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let events = ActuatorEvents::default();
-        registry.register(
-            "opsloop_actions",
-            "Audit entries written, per step",
-            events.steps.clone(),
-        );
-        registry.register(
-            "opsloop_actuator_refused",
-            "Remediation events and approvals refused, per reason",
-            events.refused.clone(),
-        );
+        for (name, help, family) in [
+            (
+                "opsloop_actions",
+                "Audit entries written, per step",
+                &events.steps,
+            ),
+            (
+                "opsloop_actuator_refused",
+                "Remediation events and approvals refused, per reason",
+                &events.refused,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
         events
     }
 

@@ -335,24 +335,28 @@ async fn a_missing_index_is_created_and_a_useless_one_rolled_back() {
     assert!(!index_exists(&db, &advised_index_name("useless")).await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn governance_gates_hold() {
-    let setup = Setup::start().await;
-    let db = setup.client().await;
+/// Tables `<prefix>0..<count>` of 100 rows each, never analyzed, their statistics visible to
+/// other sessions (PostgreSQL 15 flushes a session's lazily).
+async fn tables_to_analyze(db: &Client, prefix: &str, count: usize) {
     let mut tables = String::new();
-    for i in 0..6 {
+    for i in 0..count {
         tables.push_str(&format!(
-            "CREATE TABLE t{i} (x int); INSERT INTO t{i} SELECT generate_series(1, 100);"
+            "CREATE TABLE {prefix}{i} (x int); INSERT INTO {prefix}{i} SELECT generate_series(1, 100);"
         ));
     }
     db.batch_execute(&tables).await.expect("tables");
-    // Make this session's table statistics visible to others now (PostgreSQL 15 flushes them
-    // lazily).
     db.batch_execute("SELECT pg_stat_force_next_flush()")
         .await
         .expect("flush");
     db.batch_execute("SELECT 1").await.expect("flush");
     tokio::time::sleep(Duration::from_millis(1_200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn governance_gates_hold() {
+    let setup = Setup::start().await;
+    let db = setup.client().await;
+    tables_to_analyze(&db, "t", 6).await;
 
     // Not on the allow-list: skipped, never run.
     let mut config = setup.config();
@@ -964,18 +968,7 @@ fn verdict(
 async fn only_a_clear_symptom_verifies() {
     let setup = Setup::start().await;
     let db = setup.client().await;
-    let mut tables = String::new();
-    for i in 0..3 {
-        tables.push_str(&format!(
-            "CREATE TABLE s{i} (x int); INSERT INTO s{i} SELECT generate_series(1, 100);"
-        ));
-    }
-    db.batch_execute(&tables).await.expect("tables");
-    db.batch_execute("SELECT pg_stat_force_next_flush()")
-        .await
-        .expect("flush");
-    db.batch_execute("SELECT 1").await.expect("flush");
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    tables_to_analyze(&db, "s", 3).await;
     let mut config = setup.config();
     config.verify.symptom = true;
     config.verify.symptom_timeout_s = 20;

@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actuate_support::{ActuateTopics, actuate_toml};
+use actuate_support::{ActuateTopics, actuate_toml, lookups};
 use opsloop_actions::{advised_index_name, seal};
 use opsloop_connectors::kafka::{
     KafkaSink, OutgoingRecord, RecordWriter, SinkConfig, dead_letter_headers,
@@ -322,24 +322,6 @@ async fn gated_actions_wait_for_a_signed_approval_and_rejected_ones_never_run() 
         Some(&3),
         "one undecodable record per topic: {reasons:?}"
     );
-}
-
-/// Lookups by customer (sequential scans while no index helps), sampled by pg_qualstats.
-fn lookups(client: tokio_postgres::Client) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let _ = client
-            .batch_execute("SET pg_qualstats.sample_rate = 1")
-            .await;
-        let mut i = 0i64;
-        loop {
-            let query = format!("SELECT * FROM orders WHERE customer_id = {}", i % 1000);
-            if client.batch_execute(&query).await.is_err() {
-                return;
-            }
-            i += 1;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actuate_support::{ActuateTopics, actuate_toml};
+use actuate_support::{ActuateTopics, actuate_toml, lookups};
 use opsloop_actions::{Executor, TemplateId};
 use opsloop_schemas::ops::{ActionOutcome, ActionStep};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
@@ -52,25 +52,6 @@ fn spawn(args: &[&str], log: &Path) -> Child {
 
 async fn connect(postgres: &TestPostgres) -> Client {
     postgres.connect().await.expect("connect")
-}
-
-/// Lookups by customer (each a sequential scan once the index is gone), sampled by
-/// pg_qualstats, about 40 a second.
-fn lookups(client: Client) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let _ = client
-            .batch_execute("SET pg_qualstats.sample_rate = 1")
-            .await;
-        let mut i = 0i64;
-        loop {
-            let query = format!("SELECT * FROM orders WHERE customer_id = {}", i % 1000);
-            if client.batch_execute(&query).await.is_err() {
-                return;
-            }
-            i += 1;
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    })
 }
 
 struct Outcomes {

@@ -12,9 +12,16 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 type Seconds = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// Registers metrics of one type, each with its name and help.
+fn register<M: Metric + Clone>(registry: &mut Registry, metrics: &[(&str, &str, &M)]) {
+    for (name, help, metric) in metrics {
+        registry.register(*name, *help, (*metric).clone());
+    }
+}
 
 #[derive(Debug, Clone)]
 struct EngineMetrics {
@@ -49,54 +56,69 @@ impl Default for EngineMetrics {
 
 impl EngineMetrics {
     fn register(registry: &mut Registry) -> Self {
-        let metrics = EngineMetrics::default();
-        registry.register("opsloop_alerts", "Alerts emitted", metrics.alerts.clone());
-        registry.register(
-            "opsloop_windows_fired",
-            "Windows closed by the watermark (re-emissions included)",
-            metrics.windows_fired.clone(),
+        let m = EngineMetrics::default();
+        register(
+            registry,
+            &[
+                ("opsloop_alerts", "Alerts emitted", &m.alerts),
+                (
+                    "opsloop_windows_fired",
+                    "Windows closed by the watermark (re-emissions included)",
+                    &m.windows_fired,
+                ),
+                (
+                    "opsloop_late_rows",
+                    "Rows too late for every window they fall in (the late side output)",
+                    &m.late_rows,
+                ),
+            ],
         );
-        registry.register(
-            "opsloop_late_rows",
-            "Rows too late for every window they fall in (the late side output)",
-            metrics.late_rows.clone(),
+        register(
+            registry,
+            &[
+                (
+                    "opsloop_windows_open",
+                    "Windows holding state",
+                    &m.open_windows,
+                ),
+                (
+                    "opsloop_active_groups",
+                    "Groups (series) with state in open windows",
+                    &m.active_groups,
+                ),
+                (
+                    "opsloop_state_bytes",
+                    "Bytes of window state held by the detectors",
+                    &m.state_bytes,
+                ),
+                (
+                    "opsloop_idle_partitions",
+                    "Partitions excluded from the watermark for being idle",
+                    &m.idle_partitions,
+                ),
+            ],
         );
-        registry.register(
-            "opsloop_windows_open",
-            "Windows holding state",
-            metrics.open_windows.clone(),
-        );
-        registry.register(
-            "opsloop_active_groups",
-            "Groups (series) with state in open windows",
-            metrics.active_groups.clone(),
-        );
-        registry.register(
-            "opsloop_state_bytes",
-            "Bytes of window state held by the detectors",
-            metrics.state_bytes.clone(),
-        );
-        registry.register(
-            "opsloop_watermark_lag_seconds",
-            "Newest event time seen minus the watermark",
-            metrics.watermark_lag_seconds.clone(),
-        );
-        registry.register(
-            "opsloop_watermark_seconds",
-            "The watermark: event time in seconds since the Unix epoch",
-            metrics.watermark_seconds.clone(),
-        );
-        registry.register(
-            "opsloop_idle_partitions",
-            "Partitions excluded from the watermark for being idle",
-            metrics.idle_partitions.clone(),
+        register(
+            registry,
+            &[
+                (
+                    "opsloop_watermark_lag_seconds",
+                    "Newest event time seen minus the watermark",
+                    &m.watermark_lag_seconds,
+                ),
+                (
+                    "opsloop_watermark_seconds",
+                    "The watermark: event time in seconds since the Unix epoch",
+                    &m.watermark_seconds,
+                ),
+            ],
         );
         registry.register(
             "opsloop_checkpoint_duration_seconds",
             "Time to deliver pending alerts, write a checkpoint and commit its offsets",
-            metrics.checkpoint_seconds.clone(),
+            m.checkpoint_seconds.clone(),
         );
-        metrics
+        m
     }
 
     fn record(&self, output: &Output) {
@@ -173,9 +195,7 @@ impl CorrelatorMetrics {
                 &metrics.silenced,
             ),
         ];
-        for (name, help, gauge) in gauges {
-            registry.register(name, help, gauge.clone());
-        }
+        register(registry, &gauges);
         metrics
     }
 
@@ -216,53 +236,64 @@ struct ForecastLabels {
 
 impl CycleMetrics {
     fn register(registry: &mut Registry) -> Self {
-        let metrics = CycleMetrics::default();
-        registry.register(
-            "opsloop_cycles",
-            "Predictive cycles run",
-            metrics.cycles.clone(),
+        let m = CycleMetrics::default();
+        register(
+            registry,
+            &[
+                ("opsloop_cycles", "Predictive cycles run", &m.cycles),
+                (
+                    "opsloop_models_updated",
+                    "Failure-risk models trained",
+                    &m.models_updated,
+                ),
+                (
+                    "opsloop_proactive_plans",
+                    "Proactive remediation events planned",
+                    &m.proactive_plans,
+                ),
+                (
+                    "opsloop_cycles_failed",
+                    "Predictive cycles whose forecast jobs failed",
+                    &m.failed,
+                ),
+            ],
         );
-        registry.register(
-            "opsloop_cycle_failures_detected",
-            "Incidents opened during the last cycle",
-            metrics.failures_detected.clone(),
+        register(
+            registry,
+            &[
+                (
+                    "opsloop_cycle_failures_detected",
+                    "Incidents opened during the last cycle",
+                    &m.failures_detected,
+                ),
+                (
+                    "opsloop_cycle_operations_executed",
+                    "Actions that finished (verified, rolled back, failed) during the last cycle",
+                    &m.operations_executed,
+                ),
+            ],
         );
-        registry.register(
-            "opsloop_cycle_operations_executed",
-            "Actions that finished (verified, rolled back, failed) during the last cycle",
-            metrics.operations_executed.clone(),
-        );
-        registry.register(
-            "opsloop_cycle_success_rate",
-            "Verified over finished actions in the last cycle (NaN when none)",
-            metrics.success_rate.clone(),
-        );
-        registry.register(
-            "opsloop_cycle_duration_seconds",
-            "Wall time of the last cycle: forecast jobs, risk scoring, rules",
-            metrics.duration.clone(),
-        );
-        registry.register(
-            "opsloop_models_updated",
-            "Failure-risk models trained",
-            metrics.models_updated.clone(),
-        );
-        registry.register(
-            "opsloop_proactive_plans",
-            "Proactive remediation events planned",
-            metrics.proactive_plans.clone(),
-        );
-        registry.register(
-            "opsloop_cycles_failed",
-            "Predictive cycles whose forecast jobs failed",
-            metrics.failed.clone(),
+        register(
+            registry,
+            &[
+                (
+                    "opsloop_cycle_success_rate",
+                    "Verified over finished actions in the last cycle (NaN when none)",
+                    &m.success_rate,
+                ),
+                (
+                    "opsloop_cycle_duration_seconds",
+                    "Wall time of the last cycle: forecast jobs, risk scoring, rules",
+                    &m.duration,
+                ),
+            ],
         );
         registry.register(
             "opsloop_forecast",
             "The last cycle's forecasts, by entity, what is forecast and resource",
-            metrics.forecasts.clone(),
+            m.forecasts.clone(),
         );
-        metrics
+        m
     }
 
     /// Replaces the forecasts with the last cycle's.
@@ -303,28 +334,33 @@ struct PlanMetrics {
 
 impl PlanMetrics {
     fn register(registry: &mut Registry) -> Self {
-        let metrics = PlanMetrics::default();
-        registry.register(
-            "opsloop_remediation_planned",
-            "Remediation events planned, by kind (reactive, proactive)",
-            metrics.remediation.clone(),
+        let m = PlanMetrics::default();
+        register(
+            registry,
+            &[
+                (
+                    "opsloop_remediation_planned",
+                    "Remediation events planned, by kind (reactive, proactive)",
+                    &m.remediation,
+                ),
+                (
+                    "opsloop_action_outcomes_seen",
+                    "Actuator audit entries read back, by step",
+                    &m.outcomes,
+                ),
+            ],
         );
         registry.register(
             "opsloop_escalations",
             "Incidents escalated because their fixes ran out of attempts",
-            metrics.escalations.clone(),
-        );
-        registry.register(
-            "opsloop_action_outcomes_seen",
-            "Actuator audit entries read back, by step",
-            metrics.outcomes.clone(),
+            m.escalations.clone(),
         );
         registry.register(
             "opsloop_open_fixes",
             "Fixes in flight or waiting for another attempt",
-            metrics.open_fixes.clone(),
+            m.open_fixes.clone(),
         );
-        metrics
+        m
     }
 }
 

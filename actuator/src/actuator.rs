@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opsloop_actions::{Action, Executor, Goal, advised_index_name, seal};
+use opsloop_schemas::calendar::time_of_day;
 use opsloop_schemas::ops::{
     ActionOutcome, ActionStep, Approval, Decision, Incident, RemediationEvent, RemediationKind,
     SeverityBand,
@@ -637,8 +638,8 @@ impl Actuator {
                 }
                 Some(Verdict::Cleared { from_us }) => {
                     let detail = format!(
-                        "{probe_says}; the incident's alerts stayed clear from {}",
-                        clock(from_us)
+                        "{probe_says}; the incident's alerts stayed clear from {} UTC",
+                        time_of_day(from_us)
                     );
                     self.record(
                         event,
@@ -651,8 +652,8 @@ impl Actuator {
                     return Ok(ActionStep::Verified);
                 }
                 Some(Verdict::Recurred { at_us }) => format!(
-                    "{probe_says}, but the incident's alerts came back in the window from {}",
-                    clock(at_us)
+                    "{probe_says}, but the incident's alerts came back in the window from {} UTC",
+                    time_of_day(at_us)
                 ),
             }
         };
@@ -902,15 +903,4 @@ async fn postgres_rollback(
     action_id: &str,
 ) -> Result<String, ActuatorError> {
     postgres::execute(client, &rollback, action_id, None).await
-}
-
-/// `HH:MM:SS` UTC of an event time.
-fn clock(time_us: i64) -> String {
-    let seconds = time_us.div_euclid(1_000_000).rem_euclid(86_400);
-    format!(
-        "{:02}:{:02}:{:02} UTC",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    )
 }

@@ -101,6 +101,27 @@ fn seconds(value: i64) -> f64 {
     value as f64
 }
 
+/// A probe of one metric, `name`, the primary one and what the action acts on, measured by
+/// `sql`; with `sessions`, also the blast radius (the sessions it would end).
+async fn single(
+    client: &Client,
+    name: &'static str,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    sessions: bool,
+) -> Result<Probe, ActuatorError> {
+    let value = scalar(client, sql, params).await?;
+    let mut metrics = BTreeMap::from([(name.to_owned(), value)]);
+    if sessions {
+        metrics.insert("blast_radius_sessions".to_owned(), value);
+    }
+    Ok(Probe {
+        primary: name,
+        eligible: name,
+        metrics,
+    })
+}
+
 /// `action`'s probe, measured now (rates over `verify.window_ms`). `since`, a probe taken
 /// right after the action, is what write-dependent metrics count from.
 pub async fn probe(
@@ -112,14 +133,14 @@ pub async fn probe(
     let mut metrics = BTreeMap::new();
     let (primary, eligible) = match action {
         Action::ReindexConcurrently { index } => {
-            let bytes = scalar(
+            return single(
                 client,
+                "index_bytes",
                 "SELECT pg_relation_size($1::text::regclass)::float8",
                 &[&index.as_str()],
+                false,
             )
-            .await?;
-            metrics.insert("index_bytes".to_owned(), bytes);
-            ("index_bytes", "index_bytes")
+            .await;
         }
         Action::Analyze { table } | Action::Vacuum { table } => {
             let row = client
@@ -141,26 +162,24 @@ pub async fn probe(
             (primary, primary)
         }
         Action::CancelLongQueries { min_age_s } | Action::TerminateLongQueries { min_age_s } => {
-            let count = scalar(
+            return single(
                 client,
+                "long_queries",
                 &format!("SELECT count(*)::float8 {LONG_QUERIES}"),
                 &[&seconds(*min_age_s)],
+                true,
             )
-            .await?;
-            metrics.insert("long_queries".to_owned(), count);
-            metrics.insert("blast_radius_sessions".to_owned(), count);
-            ("long_queries", "long_queries")
+            .await;
         }
         Action::TerminateIdleSessions { min_idle_s } => {
-            let count = scalar(
+            return single(
                 client,
+                "idle_in_transaction",
                 &format!("SELECT count(*)::float8 {IDLE_SESSIONS}"),
                 &[&seconds(*min_idle_s)],
+                true,
             )
-            .await?;
-            metrics.insert("idle_in_transaction".to_owned(), count);
-            metrics.insert("blast_radius_sessions".to_owned(), count);
-            ("idle_in_transaction", "idle_in_transaction")
+            .await;
         }
         Action::TerminateBlockers { min_idle_s } => {
             let blocked = scalar(
@@ -242,39 +261,38 @@ pub async fn probe(
             ("seq_scan_share", "seq_scan_share")
         }
         Action::DropIndex { index } => {
-            let exists = scalar(
+            return single(
                 client,
+                "index_exists",
                 "SELECT (to_regclass($1) IS NOT NULL)::int::float8",
                 &[&index.as_str()],
+                false,
             )
-            .await?;
-            metrics.insert("index_exists".to_owned(), exists);
-            ("index_exists", "index_exists")
+            .await;
         }
         Action::SetRoleStatementTimeout { role, .. }
         | Action::ResetRoleStatementTimeout { role } => {
-            let unset = scalar(
+            return single(
                 client,
+                "timeout_unset",
                 "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_db_role_setting s JOIN pg_roles r \
                  ON r.oid = s.setrole WHERE r.rolname = $1 AND s.setdatabase = 0 \
                  AND EXISTS (SELECT 1 FROM unnest(s.setconfig) c WHERE c LIKE 'statement_timeout=%')) \
                  THEN 0 ELSE 1 END::float8",
                 &[&role.as_str()],
+                false,
             )
-            .await?;
-            metrics.insert("timeout_unset".to_owned(), unset);
-            ("timeout_unset", "timeout_unset")
+            .await;
         }
         Action::TerminateRoleSessions { role } => {
-            let count = scalar(
+            return single(
                 client,
+                "role_sessions",
                 "SELECT count(*)::float8 FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()",
                 &[&role.as_str()],
+                true,
             )
-            .await?;
-            metrics.insert("role_sessions".to_owned(), count);
-            metrics.insert("blast_radius_sessions".to_owned(), count);
-            ("role_sessions", "role_sessions")
+            .await;
         }
         Action::Retrain { .. }
         | Action::Scale { .. }

@@ -117,33 +117,17 @@ impl Verdicts {
 
 #[cfg(test)]
 mod tests {
-    use opsloop_schemas::ops::Tier;
-
     use super::*;
 
     fn incident(action: &str, recovered: Option<i64>, recurred: Option<i64>) -> Incident {
         Incident {
-            incident_id: "i".into(),
             version: 3,
-            entity: "db-1".into(),
-            pattern: "standalone".into(),
-            failure_type: "cache_stale".into(),
-            severity: 0.5,
-            tier: Tier::T3,
             state: IncidentState::Acknowledged,
-            opened_us: 0,
             updated_us: 10,
-            deadline_us: None,
-            resolved_us: None,
-            alert_ids: Vec::new(),
-            alert_types: Vec::new(),
-            hypotheses: Vec::new(),
-            model_version: None,
-            feature_set: Vec::new(),
-            labels: Default::default(),
             action_id: Some(action.into()),
             recovered_us: recovered,
             recurred_us: recurred,
+            ..Incident::new("i", "db-1", "standalone", "cache_stale")
         }
     }
 

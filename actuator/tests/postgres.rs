@@ -940,27 +940,17 @@ fn verdict(
     recurred_us: Option<i64>,
 ) -> opsloop_schemas::ops::Incident {
     opsloop_schemas::ops::Incident {
-        incident_id: event.incident_id.clone(),
         version: 3,
-        entity: event.target.clone(),
-        pattern: "standalone".to_owned(),
-        failure_type: "cache_stale".to_owned(),
-        severity: 0.5,
-        tier: opsloop_schemas::ops::Tier::T3,
         state: opsloop_schemas::ops::IncidentState::Acknowledged,
-        opened_us: 0,
-        updated_us: 0,
-        deadline_us: None,
-        resolved_us: None,
-        alert_ids: Vec::new(),
-        alert_types: Vec::new(),
-        hypotheses: Vec::new(),
-        model_version: None,
-        feature_set: Vec::new(),
-        labels: BTreeMap::new(),
         action_id: Some(event.action_id.clone()),
         recovered_us,
         recurred_us,
+        ..opsloop_schemas::ops::Incident::new(
+            event.incident_id.clone(),
+            event.target.clone(),
+            "standalone",
+            "cache_stale",
+        )
     }
 }
 

@@ -145,27 +145,14 @@ impl OpenIncident {
     ) -> Self {
         OpenIncident {
             record: Incident {
-                incident_id,
-                version: 0,
-                entity: String::new(),
-                pattern: pattern.map_or(STANDALONE, |p| &p.name).to_owned(),
-                failure_type: pattern.map_or(UNCLASSIFIED, |p| &p.failure_type).to_owned(),
-                severity: 0.0,
-                tier: Tier::T4,
-                state: IncidentState::Open,
                 opened_us: i64::MAX,
-                updated_us: 0,
-                deadline_us: None,
-                resolved_us: None,
-                alert_ids: Vec::new(),
-                alert_types: Vec::new(),
-                hypotheses: Vec::new(),
-                model_version: None,
-                feature_set: Vec::new(),
                 labels,
-                action_id: None,
-                recovered_us: None,
-                recurred_us: None,
+                ..Incident::new(
+                    incident_id,
+                    "",
+                    pattern.map_or(STANDALONE, |p| &p.name),
+                    pattern.map_or(UNCLASSIFIED, |p| &p.failure_type),
+                )
             },
             members: Vec::new(),
             step_us: i64::MAX,

@@ -324,6 +324,17 @@ async fn gated_actions_wait_for_a_signed_approval_and_rejected_ones_never_run() 
     );
 }
 
+/// Sessions building an index concurrently now.
+async fn index_builds(db: &tokio_postgres::Client) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%'",
+        &[],
+    )
+    .await
+    .expect("activity")
+    .get(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_during_create_index_concurrently_runs_nothing_twice_and_leaves_no_invalid_index() {
     let postgres = TestPostgres::start().await.expect("postgres");
@@ -378,14 +389,7 @@ async fn a_kill_during_create_index_concurrently_runs_nothing_twice_and_leaves_n
     let index = advised_index_name("create.1");
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let building: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%'",
-                &[],
-            )
-            .await
-            .expect("activity")
-            .get(0);
+        let building = index_builds(&db).await;
         if building > 0 {
             break;
         }
@@ -406,14 +410,7 @@ async fn a_kill_during_create_index_concurrently_runs_nothing_twice_and_leaves_n
     // The server notices its client is gone and abandons the build: an invalid index.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let building: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%'",
-                &[],
-            )
-            .await
-            .expect("activity")
-            .get(0);
+        let building = index_builds(&db).await;
         if building == 0 {
             break;
         }

@@ -599,19 +599,27 @@ async fn two_instances_in_one_group_emit_the_alerts_and_incidents_of_one() {
     };
     let one = Instance::start(&setup(&first_dir), dir.path()).await;
     let two = Instance::start(&setup(&second_dir), dir.path()).await;
-    // Publish once the group has settled with partitions on both instances.
+    // Publish once the group has settled with partitions on both instances: the same split
+    // for three seconds (a cooperative rebalance goes through several rounds).
     let settled = tokio::time::timeout(WAIT, async {
+        let mut stable_since: Option<(f64, std::time::Instant)> = None;
         loop {
             let assigned = (
                 one.metric(METRICS_ASSIGNED).await,
                 two.metric(METRICS_ASSIGNED).await,
             );
-            if let (Some(a), Some(b)) = assigned
-                && a >= 1.0
-                && b >= 1.0
-                && a + b == f64::from(PARTITIONS)
-            {
-                break;
+            match assigned {
+                (Some(a), Some(b)) if a >= 1.0 && b >= 1.0 && a + b == f64::from(PARTITIONS) => {
+                    match stable_since {
+                        Some((split, since)) if split == a => {
+                            if since.elapsed() >= Duration::from_secs(3) {
+                                break;
+                            }
+                        }
+                        _ => stable_since = Some((a, std::time::Instant::now())),
+                    }
+                }
+                _ => stable_since = None,
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

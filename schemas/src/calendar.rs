@@ -16,6 +16,17 @@ pub fn days_in_month(year: i64, month: i64) -> i64 {
     }
 }
 
+/// `HH:MM:SS` (UTC) of an event time in microseconds since the Unix epoch.
+pub fn time_of_day(time_us: i64) -> String {
+    let seconds = time_us.div_euclid(1_000_000).rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
 /// Days since 1970-01-01 of a date (Howard Hinnant's `days_from_civil`).
 pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };

@@ -117,6 +117,41 @@ pub struct Incident {
     pub recurred_us: Option<i64>,
 }
 
+impl Incident {
+    /// Version 0 of an open T4 incident of `pattern` and `failure_type` on `entity`, with no
+    /// alert yet, severity 0 and every time 0; set the other fields as needed.
+    pub fn new(
+        incident_id: impl Into<String>,
+        entity: impl Into<String>,
+        pattern: impl Into<String>,
+        failure_type: impl Into<String>,
+    ) -> Self {
+        Incident {
+            incident_id: incident_id.into(),
+            version: 0,
+            entity: entity.into(),
+            pattern: pattern.into(),
+            failure_type: failure_type.into(),
+            severity: 0.0,
+            tier: Tier::T4,
+            state: IncidentState::Open,
+            opened_us: 0,
+            updated_us: 0,
+            deadline_us: None,
+            resolved_us: None,
+            alert_ids: Vec::new(),
+            alert_types: Vec::new(),
+            hypotheses: Vec::new(),
+            model_version: None,
+            feature_set: Vec::new(),
+            labels: BTreeMap::new(),
+            action_id: None,
+            recovered_us: None,
+            recurred_us: None,
+        }
+    }
+}
+
 /// Whether an action answers an incident or a forecast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::Args;
 use opsloop_connectors::generate::DEMO_RUN;
 use opsloop_runtime::demo::{Demo, DemoConfig, DemoEvent, DemoRun};
+use opsloop_schemas::calendar::time_of_day as clock;
 use opsloop_schemas::ops::{ActionOutcome, Alert, Incident, IncidentState, RemediationEvent};
 
 use super::fleet::FleetArgs;
@@ -286,15 +287,4 @@ fn print_incidents(incidents: &[Incident]) {
             );
         }
     }
-}
-
-/// `HH:MM:SS` of an event time, UTC.
-fn clock(time_us: i64) -> String {
-    let seconds = time_us.div_euclid(1_000_000).rem_euclid(86_400);
-    format!(
-        "{:02}:{:02}:{:02}",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    )
 }

@@ -93,6 +93,8 @@ struct RunSetup<'a> {
     forecasts_topic: &'a str,
     deadletter_topic: &'a str,
     checkpoint_dir: &'a Path,
+    /// How long a partition without data holds the watermark back.
+    idle_timeout_ms: u64,
     /// More TOML, appended (e.g. `[notifications]`).
     extra: String,
 }
@@ -117,6 +119,7 @@ fn run_setup<'a>(
         forecasts_topic: &topics.forecasts,
         deadletter_topic: &topics.deadletter,
         checkpoint_dir,
+        idle_timeout_ms: 5_000,
         extra: String::new(),
     }
 }
@@ -148,7 +151,7 @@ tick_interval_ms = 100
 
 [engine.watermark]
 max_out_of_orderness_ms = {OUT_OF_ORDERNESS_MS}
-idle_timeout_ms = 5000
+idle_timeout_ms = {idle_timeout_ms}
 
 [checkpoint]
 dir = "{checkpoints}"
@@ -187,6 +190,7 @@ forecasts_topic = "{forecasts}"
             cycles = self.cycles_topic,
             forecasts = self.forecasts_topic,
             deadletter = self.deadletter_topic,
+            idle_timeout_ms = self.idle_timeout_ms,
             extra = self.extra,
         );
         std::fs::write(path, config).expect("config file");
@@ -588,8 +592,13 @@ async fn two_instances_in_one_group_emit_the_alerts_and_incidents_of_one() {
         .expect("topic");
     let group = unique_name("group");
     let (first_dir, second_dir) = (dir.path().join("one"), dir.path().join("two"));
-    let setup = |checkpoint_dir| {
-        run_setup(
+    // A partition that has had no data for the idle timeout stops holding the watermark
+    // back, and whatever it delivers after the watermark moved on is late. The first
+    // instance holds its partitions from its start, seconds before the group settles and
+    // the test publishes: a timeout of seconds would let those partitions turn idle first.
+    let setup = |checkpoint_dir| RunSetup {
+        idle_timeout_ms: 20_000,
+        ..run_setup(
             &broker,
             &topics,
             group.clone(),

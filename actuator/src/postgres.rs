@@ -161,22 +161,25 @@ pub async fn probe(
             };
             (primary, primary)
         }
-        Action::CancelLongQueries { min_age_s } | Action::TerminateLongQueries { min_age_s } => {
-            return single(
-                client,
-                "long_queries",
-                &format!("SELECT count(*)::float8 {LONG_QUERIES}"),
-                &[&seconds(*min_age_s)],
-                true,
-            )
-            .await;
+        Action::CancelLongQueries {
+            min_age_s: threshold_s,
         }
-        Action::TerminateIdleSessions { min_idle_s } => {
+        | Action::TerminateLongQueries {
+            min_age_s: threshold_s,
+        }
+        | Action::TerminateIdleSessions {
+            min_idle_s: threshold_s,
+        } => {
+            let (name, sessions) = if matches!(action, Action::TerminateIdleSessions { .. }) {
+                ("idle_in_transaction", IDLE_SESSIONS)
+            } else {
+                ("long_queries", LONG_QUERIES)
+            };
             return single(
                 client,
-                "idle_in_transaction",
-                &format!("SELECT count(*)::float8 {IDLE_SESSIONS}"),
-                &[&seconds(*min_idle_s)],
+                name,
+                &format!("SELECT count(*)::float8 {sessions}"),
+                &[&seconds(*threshold_s)],
                 true,
             )
             .await;

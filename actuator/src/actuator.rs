@@ -42,7 +42,7 @@ use tokio::sync::watch;
 use crate::audit::AuditLog;
 use crate::events::ActuatorEvents;
 use crate::governance::Governor;
-use crate::keyed::KeyedLocks;
+use crate::keyed::{KeyedLocks, lock};
 use crate::policy::{Admitted, Policy, Refusal};
 use crate::twin::Twin;
 use crate::verdicts::{Verdict, Verdicts};
@@ -52,12 +52,10 @@ use crate::{ActuatorConfig, ActuatorError, claims, postgres, webhook};
 const EARLY_DECISIONS: usize = 10_000;
 
 /// What a decision on ops.approvals did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecisionOutcome {
-    /// The signature does not check out: ignored.
-    Forged,
-    /// Signed, but for other content than the waiting event's: refused.
-    Mismatched,
+    /// A forged decision (ignored), or one for other content than the waiting event's.
+    Refused(Refusal),
     /// Recorded; the action runs (or ended, if rejected).
     Applied,
     /// Valid, but for an action not waiting (yet): kept for when its event arrives.
@@ -116,13 +114,34 @@ enum Canary {
     Alone,
 }
 
+/// What became of the incident's alerts after the action.
+enum Symptom {
+    /// Nobody watches them: a proactive action, or symptom checks are off.
+    Unwatched,
+    Judged(Verdict),
+    /// No verdict came in time: the action is not verified.
+    Silent {
+        timeout_s: u64,
+    },
+}
+
 /// What the probe said after the action, before the symptom's verdict.
 struct Judged {
     primary: &'static str,
     was: f64,
     is: f64,
+    /// The share of `was` it had to come down by.
+    need: f64,
     improved: bool,
     after: BTreeMap<String, f64>,
+}
+
+/// The refusal of a signed `approval` for other content than its action's.
+fn mismatched(approval: &Approval) -> Refusal {
+    Refusal::MismatchedApproval {
+        approver: approval.approver.clone(),
+        digest: approval.action_digest.clone(),
+    }
 }
 
 fn now_us() -> i64 {
@@ -140,12 +159,6 @@ fn is_terminal(step: ActionStep) -> bool {
             | ActionStep::Skipped
             | ActionStep::Rejected
     )
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Actuator {
@@ -253,19 +266,20 @@ impl Actuator {
         self.record(event, step, detail, &none, &none, true)
     }
 
-    fn refuse(&self, event: &RemediationEvent, refusal: Refusal) -> Result<Handled, ActuatorError> {
+    /// Counts, logs and audits `refusal` of `event`; the refusal back.
+    fn refuse(&self, event: &RemediationEvent, refusal: Refusal) -> Result<Refusal, ActuatorError> {
         let detail = refusal.to_string();
         self.events
             .refused(&event.action_id, refusal.code(), &detail);
         self.note(event, ActionStep::Refused, detail)?;
-        Ok(Handled::Refused(refusal))
+        Ok(refusal)
     }
 
     /// Takes one remediation event through its life (or as far as an approval allows).
     pub async fn handle(&self, event: RemediationEvent) -> Result<Handled, ActuatorError> {
         let _one_at_a_time = self.actions.lock(&event.action_id).await;
         if let Err(refusal) = self.policy.authenticate(&event) {
-            return self.refuse(&event, refusal);
+            return self.refuse(&event, refusal).map(Handled::Refused);
         }
         let digest = seal::digest(&event);
         let known = lock(&self.audit)
@@ -274,7 +288,9 @@ impl Actuator {
         if let Some(known) = known
             && known != digest
         {
-            return self.refuse(&event, Refusal::ReusedId { known, digest });
+            return self
+                .refuse(&event, Refusal::ReusedId { known, digest })
+                .map(Handled::Refused);
         }
         let steps = self.steps(&event.action_id);
         if steps.iter().copied().any(is_terminal) {
@@ -308,7 +324,7 @@ impl Actuator {
                     return Ok(Handled::Done);
                 }
                 Some(approval) => {
-                    self.refuse_decision(&event, &approval)?;
+                    self.refuse(&event, mismatched(&approval))?;
                 }
                 None => {}
             }
@@ -323,15 +339,12 @@ impl Actuator {
     /// waiting event's, changes nothing.
     pub async fn decide(&self, approval: &Approval) -> Result<DecisionOutcome, ActuatorError> {
         if !seal::verify_approval(self.config.approval_key.as_bytes(), approval) {
-            self.events.refused(
-                &approval.action_id,
-                "forged_approval",
-                &format!(
-                    "a decision by {} whose signature does not check out",
-                    approval.approver
-                ),
-            );
-            return Ok(DecisionOutcome::Forged);
+            let refusal = Refusal::ForgedApproval {
+                approver: approval.approver.clone(),
+            };
+            self.events
+                .refused(&approval.action_id, refusal.code(), &refusal.to_string());
+            return Ok(DecisionOutcome::Refused(refusal));
         }
         let _one_at_a_time = self.actions.lock(&approval.action_id).await;
         let Some(event) = lock(&self.waiting).remove(&approval.action_id) else {
@@ -343,9 +356,9 @@ impl Actuator {
             return Ok(DecisionOutcome::Held);
         };
         if approval.action_digest != seal::digest(&event) {
-            self.refuse_decision(&event, approval)?;
+            let refusal = self.refuse(&event, mismatched(approval))?;
             lock(&self.waiting).insert(event.action_id.clone(), event);
-            return Ok(DecisionOutcome::Mismatched);
+            return Ok(DecisionOutcome::Refused(refusal));
         }
         let admitted = match self.policy.admit(&event) {
             Ok(admitted) => admitted,
@@ -356,22 +369,6 @@ impl Actuator {
         };
         self.apply_decision(&event, &admitted, approval).await?;
         Ok(DecisionOutcome::Applied)
-    }
-
-    fn refuse_decision(
-        &self,
-        event: &RemediationEvent,
-        approval: &Approval,
-    ) -> Result<(), ActuatorError> {
-        let detail = format!(
-            "a decision by {} for other content (digest {}) than this action's: it does not \
-             apply",
-            approval.approver,
-            &approval.action_digest[..12.min(approval.action_digest.len())]
-        );
-        self.events
-            .refused(&event.action_id, "mismatched_approval", &detail);
-        self.note(event, ActionStep::Refused, detail)
     }
 
     async fn apply_decision(
@@ -493,11 +490,28 @@ impl Actuator {
         admitted: &Admitted,
     ) -> Result<(), ActuatorError> {
         let (client, claim) = self.claimed_session(event).await?;
-        if let Some(claim) = claim {
+        if claim.is_some() {
             return self.verify_claimed(event, admitted, &client, claim).await;
         }
+        let ran = self.run_unclaimed(event, admitted, &client).await;
+        if ran.is_err()
+            && let Err(error) = claims::abandon(&client, &event.action_id, &self.instance).await
+        {
+            tracing::warn!(action_id = %event.action_id, %error, "could not end the failed action's claim");
+        }
+        ran
+    }
+
+    /// An action nobody claimed yet, in `client`'s session holding its advisory lock: assessed,
+    /// claimed, executed, judged (the claim ends with the verdict).
+    async fn run_unclaimed(
+        &self,
+        event: &RemediationEvent,
+        admitted: &Admitted,
+        client: &tokio_postgres::Client,
+    ) -> Result<(), ActuatorError> {
         let slot = self.governor.slot().await;
-        let relation = postgres::relation_of(&client, &admitted.action).await?;
+        let relation = postgres::relation_of(client, &admitted.action).await?;
         let relation_guard = match &relation {
             Some(relation) => Some(
                 self.relations
@@ -508,7 +522,7 @@ impl Actuator {
         };
         let judged = tokio::time::timeout(
             self.operation_timeout(),
-            self.execute_postgres(event, admitted, &client),
+            self.execute_postgres(event, admitted, client),
         )
         .await
         .unwrap_or(Err(ActuatorError::Timeout(self.config.operation_timeout_s)))?;
@@ -519,10 +533,10 @@ impl Actuator {
         };
         let step = self
             .conclude(event, admitted, judged, &before, |rollback| {
-                postgres_rollback(&client, rollback, &event.action_id)
+                postgres_rollback(client, rollback, &event.action_id)
             })
             .await?;
-        claims::finish(&client, &event.action_id, step).await
+        claims::finish(client, &event.action_id, step).await
     }
 
     /// Assesses and, unless there is a reason not to, claims, executes and probes again;
@@ -595,6 +609,7 @@ impl Actuator {
             primary: after.primary,
             was,
             is,
+            need,
             improved: was > 0.0 && is <= was * (1.0 - need),
             after: after.metrics,
         }
@@ -614,48 +629,38 @@ impl Actuator {
         F: Future<Output = Result<String, ActuatorError>>,
     {
         let Judged {
-            primary, was, is, ..
+            primary,
+            was,
+            is,
+            need,
+            ..
         } = judged;
-        let need = match admitted.spec.goal {
-            Goal::Reduce => self.config.verify.min_improvement,
-            Goal::Clear => self.config.verify.clear_improvement,
-        };
         let probe_says = format!("{primary} {was} -> {is}");
-        let why = if !judged.improved {
-            format!("{probe_says}: not down by {:.0}%", need * 100.0)
+        let verified = if !judged.improved {
+            Err(format!("{probe_says}: not down by {:.0}%", need * 100.0))
         } else {
             match self.symptom(event).await {
-                None => {
-                    self.record(
-                        event,
-                        ActionStep::Verified,
-                        probe_says,
-                        before,
-                        &judged.after,
-                        true,
-                    )?;
-                    return Ok(ActionStep::Verified);
-                }
-                Some(Verdict::Cleared { from_us }) => {
-                    let detail = format!(
-                        "{probe_says}; the incident's alerts stayed clear from {} UTC",
-                        time_of_day(from_us)
-                    );
-                    self.record(
-                        event,
-                        ActionStep::Verified,
-                        detail,
-                        before,
-                        &judged.after,
-                        true,
-                    )?;
-                    return Ok(ActionStep::Verified);
-                }
-                Some(Verdict::Recurred { at_us }) => format!(
+                Symptom::Unwatched => Ok(probe_says),
+                Symptom::Judged(Verdict::Cleared { from_us }) => Ok(format!(
+                    "{probe_says}; the incident's alerts stayed clear from {} UTC",
+                    time_of_day(from_us)
+                )),
+                Symptom::Judged(Verdict::Recurred { at_us }) => Err(format!(
                     "{probe_says}, but the incident's alerts came back in the window from {} UTC",
                     time_of_day(at_us)
-                ),
+                )),
+                Symptom::Silent { timeout_s } => Err(format!(
+                    "{probe_says}, but no verdict on the incident's alerts came within {timeout_s} s"
+                )),
             }
+        };
+        let why = match verified {
+            Ok(detail) => {
+                let step = ActionStep::Verified;
+                self.record(event, step, detail, before, &judged.after, true)?;
+                return Ok(step);
+            }
+            Err(why) => why,
         };
         let (step, detail) = match admitted.action.rollback(&event.action_id) {
             Some(rollback) => {
@@ -674,46 +679,58 @@ impl Actuator {
         Ok(step)
     }
 
-    /// The correlator's verdict on an incident's action: `None` when none is awaited (a
-    /// proactive action, or symptom checks are off); a timeout counts as a recurrence.
-    async fn symptom(&self, event: &RemediationEvent) -> Option<Verdict> {
+    /// The correlator's verdict on an incident's action, unless none is awaited (a proactive
+    /// action, or symptom checks are off).
+    async fn symptom(&self, event: &RemediationEvent) -> Symptom {
         if !self.config.verify.symptom || event.kind == RemediationKind::Proactive {
-            return None;
+            return Symptom::Unwatched;
         }
-        let timeout = Duration::from_secs(self.config.verify.symptom_timeout_s);
-        match self.verdicts.wait(&event.action_id, timeout).await {
-            Some(verdict) => Some(verdict),
+        let timeout_s = self.config.verify.symptom_timeout_s;
+        match self
+            .verdicts
+            .wait(&event.action_id, Duration::from_secs(timeout_s))
+            .await
+        {
+            Some(verdict) => Symptom::Judged(verdict),
             None => {
-                tracing::warn!(action_id = %event.action_id, timeout_s = timeout.as_secs(), "no verdict on the incident's alerts (is `opsloop run` reading ops.actions?)");
-                Some(Verdict::Recurred {
-                    at_us: self.now_us(),
-                })
+                tracing::warn!(action_id = %event.action_id, timeout_s, "no verdict on the incident's alerts (is `opsloop run` reading ops.actions?)");
+                Symptom::Silent { timeout_s }
             }
         }
     }
 
     /// An action that ran before this delivery (this process before a restart, or another
-    /// actuator): verified, never run again.
+    /// actuator): verified, never run again. The claim is missing when this process died
+    /// between its audit's EXECUTED and the claim.
     async fn verify_claimed(
         &self,
         event: &RemediationEvent,
         admitted: &Admitted,
         client: &tokio_postgres::Client,
-        claim: claims::Claim,
+        claim: Option<claims::Claim>,
     ) -> Result<(), ActuatorError> {
-        if let Some(outcome) = &claim.outcome {
-            return self.note(
-                event,
-                ActionStep::Skipped,
-                format!(
-                    "already run by {} and ended {outcome}: not run again",
-                    claim.claimed_by
-                ),
-            );
+        if let Some(claim) = &claim {
+            let digest = seal::digest(event);
+            if claim.digest != digest {
+                let known = claim.digest.clone();
+                return self
+                    .refuse(event, Refusal::ReusedId { known, digest })
+                    .map(|_| ());
+            }
+            if let Some(outcome) = &claim.outcome {
+                return self.note(
+                    event,
+                    ActionStep::Skipped,
+                    format!(
+                        "already run by {} and ended {outcome}: not run again",
+                        claim.claimed_by
+                    ),
+                );
+            }
         }
         let before = match lock(&self.audit).executed(&event.action_id) {
             Some(executed) => executed.before.clone(),
-            None => claim.before.clone(),
+            None => claim.map(|claim| claim.before).unwrap_or_default(),
         };
         let none = BTreeMap::new();
         if let Action::CreateIndexAdvised { .. } = &admitted.action {
@@ -768,12 +785,6 @@ impl Actuator {
         }
         let outcome = async {
             let (client, claim) = self.claimed_session(event).await?;
-            let claim = claim.unwrap_or_else(|| claims::Claim {
-                digest: seal::digest(event),
-                claimed_by: self.instance.clone(),
-                before: BTreeMap::new(),
-                outcome: None,
-            });
             self.verify_claimed(event, admitted, &client, claim).await
         }
         .await;

@@ -2,18 +2,19 @@
 //! actuators: a claim in the target database itself, taken in the session that runs the
 //! action.
 //!
-//! The session first takes the action's advisory lock (`pg_advisory_lock` of a hash of the
-//! action id), so a second actuator handling the same action waits until the first's session
-//! ends. Under the lock it reads `opsloop.action_claims`: no claim means nobody ran the action,
-//! and it inserts one (with the digest of the content and the metrics measured before) before
-//! running anything; a claim means the action ran, or was being run by a process that died, and
-//! the actuator verifies instead of running it again. The verdict is written to the claim, so a
-//! later duplicate finds the action finished.
+//! The session first takes the action's advisory lock (a hash of the action id), so a second
+//! actuator handling the same action waits until the first's session ends. Under the lock it
+//! reads `opsloop.action_claims`: no claim means nobody ran the action, and it inserts one
+//! (with the digest of the content and the metrics measured before) before running anything;
+//! a claim means the action ran, or was being run by a process that died, and the actuator
+//! verifies instead of running it again. The verdict is written to the claim, so a later
+//! duplicate finds the action finished.
 //!
 //! The schema and table are created on first use (`CREATE ... IF NOT EXISTS` under a
 //! transaction-level advisory lock, so two actuators starting at once do not race).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use opsloop_schemas::ops::ActionStep;
 use tokio_postgres::Client;
@@ -51,15 +52,29 @@ pub async fn prepare(client: &Client) -> Result<(), ActuatorError> {
     Ok(())
 }
 
+/// How often a session waiting for an action's advisory lock tries again.
+const LOCK_RETRY: Duration = Duration::from_millis(250);
+
 /// Takes the action's advisory lock for this session, waiting while another session holds it.
+///
+/// It tries again and again rather than wait inside one statement: the holder keeps the lock
+/// until its verdict is in (minutes), longer than the session's `statement_timeout`, and a
+/// statement that waits holds a snapshot that a `CREATE INDEX CONCURRENTLY` by the holder
+/// would wait for in turn.
 pub async fn lock(client: &Client, action_id: &str) -> Result<(), ActuatorError> {
-    client
-        .execute(
-            "SELECT pg_advisory_lock(hashtextextended($1, 0))",
-            &[&action_id],
-        )
-        .await?;
-    Ok(())
+    loop {
+        let locked: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                &[&action_id],
+            )
+            .await?
+            .get(0);
+        if locked {
+            return Ok(());
+        }
+        tokio::time::sleep(LOCK_RETRY).await;
+    }
 }
 
 /// The claim on `action_id`, if there is one.
@@ -96,6 +111,24 @@ pub async fn take(
         )
         .await?;
     Ok(inserted == 1)
+}
+
+/// Ends `instance`'s unfinished claim on `action_id` as failed: the action erred after it was
+/// claimed, and a later duplicate must not judge it again.
+pub async fn abandon(
+    client: &Client,
+    action_id: &str,
+    instance: &str,
+) -> Result<(), ActuatorError> {
+    let outcome = format!("{:?}", ActionStep::Failed);
+    client
+        .execute(
+            "UPDATE opsloop.action_claims SET outcome = $3, finished_at = now() \
+             WHERE action_id = $1 AND claimed_by = $2 AND outcome IS NULL",
+            &[&action_id, &instance, &outcome],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Writes the action's verdict to its claim.

@@ -1,9 +1,10 @@
-//! The actuators' error type, with a retry hint.
+//! The actuators' error type.
 
 /// What went wrong while governing or executing an action.
 #[derive(Debug, thiserror::Error)]
 pub enum ActuatorError {
-    /// Refused by governance (allow-list, parameters, approval); never retried.
+    /// The action cannot run as asked: an executor of another kind, a twin that cannot apply
+    /// it, a claim taken meanwhile.
     #[error("refused: {0}")]
     Refused(String),
     #[error("PostgreSQL: {}", postgres_reason(.0))]
@@ -18,17 +19,6 @@ pub enum ActuatorError {
     Audit { path: String, reason: String },
     #[error("actuator configuration: {0}")]
     Config(String),
-}
-
-impl ActuatorError {
-    /// Whether trying again later may succeed (a transient connection or timeout), as opposed
-    /// to a refusal or a misconfiguration.
-    pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            ActuatorError::Postgres(_) | ActuatorError::Webhook { .. } | ActuatorError::Timeout(_)
-        )
-    }
 }
 
 /// The server's message and SQLSTATE when there is one ("db error" alone says nothing).

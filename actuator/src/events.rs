@@ -54,11 +54,4 @@ impl ActuatorEvents {
             .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
             .inc();
     }
-
-    /// Audit entries written for `step` so far (`executed`, `verified`, ...).
-    pub fn steps(&self, step: &str) -> u64 {
-        self.steps
-            .get_or_create(&vec![("step".to_owned(), step.to_owned())])
-            .get()
-    }
 }

@@ -6,6 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OwnedMutexGuard;
 
+/// A std mutex's guard, poisoned or not: every critical section of this crate leaves its
+/// data consistent at each step, so a panic elsewhere does not make it unusable.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Async locks by key.
 #[derive(Debug, Default)]
 pub(crate) struct KeyedLocks {
@@ -23,37 +31,24 @@ pub(crate) struct KeyedGuard<'a> {
 impl KeyedLocks {
     /// Waits for `key`'s lock.
     pub(crate) async fn lock(&self, key: &str) -> KeyedGuard<'_> {
-        let lock = Arc::clone(
-            self.locks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .entry(key.to_owned())
-                .or_default(),
-        );
+        let key_lock = Arc::clone(lock(&self.locks).entry(key.to_owned()).or_default());
         KeyedGuard {
             owner: self,
             key: key.to_owned(),
-            guard: Some(lock.lock_owned().await),
+            guard: Some(key_lock.lock_owned().await),
         }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.locks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
+        lock(&self.locks).len()
     }
 }
 
 impl Drop for KeyedGuard<'_> {
     fn drop(&mut self) {
         drop(self.guard.take());
-        let mut locks = self
-            .owner
-            .locks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut locks = lock(&self.owner.locks);
         // Only the map holds it: nobody waits.
         if locks
             .get(&self.key)

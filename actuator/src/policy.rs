@@ -23,6 +23,10 @@ pub enum Refusal {
     Altered,
     /// The id of a known action, with other content.
     ReusedId { known: String, digest: String },
+    /// A decision whose signature does not check out.
+    ForgedApproval { approver: String },
+    /// A signed decision for other content than the action's.
+    MismatchedApproval { approver: String, digest: String },
 }
 
 impl Refusal {
@@ -32,6 +36,8 @@ impl Refusal {
             Refusal::Unsigned => "unsigned_event",
             Refusal::Altered => "altered_event",
             Refusal::ReusedId { .. } => "reused_action_id",
+            Refusal::ForgedApproval { .. } => "forged_approval",
+            Refusal::MismatchedApproval { .. } => "mismatched_approval",
         }
     }
 }
@@ -51,11 +57,26 @@ impl fmt::Display for Refusal {
                 f,
                 "the action id is already taken by other content (digest {} here, {} \
                  recorded): an id names one action only",
-                &digest[..12.min(digest.len())],
-                &known[..12.min(known.len())]
+                short(digest),
+                short(known)
+            ),
+            Refusal::ForgedApproval { approver } => write!(
+                f,
+                "a decision by {approver} whose signature does not check out"
+            ),
+            Refusal::MismatchedApproval { approver, digest } => write!(
+                f,
+                "a decision by {approver} for other content (digest {}) than this action's: it \
+                 does not apply",
+                short(digest)
             ),
         }
     }
+}
+
+/// The first characters of a digest, enough to tell two apart in a message.
+fn short(digest: &str) -> &str {
+    &digest[..12.min(digest.len())]
 }
 
 /// An event the planner made and this actuator may run.

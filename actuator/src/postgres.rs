@@ -101,6 +101,11 @@ fn seconds(value: i64) -> f64 {
     value as f64
 }
 
+/// The refusal for a webhook action handed to the PostgreSQL executor.
+fn not_postgres(action: &Action) -> ActuatorError {
+    ActuatorError::Refused(format!("{} is not a PostgreSQL action", action.template()))
+}
+
 /// A probe of one metric, `name`, the primary one and what the action acts on, measured by
 /// `sql`; with `sessions`, also the blast radius (the sessions it would end).
 async fn single(
@@ -301,12 +306,7 @@ pub async fn probe(
         | Action::Scale { .. }
         | Action::Maintenance { .. }
         | Action::CapacityPlan { .. }
-        | Action::Failover { .. } => {
-            return Err(ActuatorError::Refused(format!(
-                "{} is not a PostgreSQL action",
-                action.template()
-            )));
-        }
+        | Action::Failover { .. } => return Err(not_postgres(action)),
     };
     Ok(Probe {
         primary,
@@ -549,12 +549,7 @@ pub async fn execute(
         | Action::Scale { .. }
         | Action::Maintenance { .. }
         | Action::CapacityPlan { .. }
-        | Action::Failover { .. } => {
-            return Err(ActuatorError::Refused(format!(
-                "{} is not a PostgreSQL action",
-                action.template()
-            )));
-        }
+        | Action::Failover { .. } => return Err(not_postgres(action)),
     };
     client.batch_execute(&statement).await?;
     Ok(statement)

@@ -13,6 +13,8 @@ use std::time::Duration;
 use opsloop_schemas::ops::{Incident, IncidentState};
 use tokio::sync::watch;
 
+use crate::keyed::lock;
+
 /// Verdicts kept for actions nobody waits for (yet).
 pub const KEPT: usize = 10_000;
 
@@ -62,10 +64,7 @@ impl Verdicts {
         let Some((action_id, verdict)) = Verdict::of(incident) else {
             return;
         };
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = lock(&self.state);
         if state.known.contains_key(action_id) {
             return;
         }
@@ -84,10 +83,7 @@ impl Verdicts {
     /// The verdict on `action_id`, waiting up to `timeout` for it.
     pub async fn wait(&self, action_id: &str, timeout: Duration) -> Option<Verdict> {
         let mut receiver = {
-            let mut state = self
-                .state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut state = lock(&self.state);
             if let Some(verdict) = state.known.get(action_id) {
                 return Some(*verdict);
             }
@@ -105,10 +101,7 @@ impl Verdicts {
             .ok()
             .and_then(|seen| seen.ok().and_then(|v| *v));
         if verdict.is_none() {
-            let mut state = self
-                .state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut state = lock(&self.state);
             state.waiting.remove(action_id);
         }
         verdict

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use opsloop_actions::{TemplateId, advised_index_name, seal};
 use opsloop_actuator::audit::AuditLog;
-use opsloop_actuator::{Actuator, ActuatorConfig, Handled, VerifyConfig};
+use opsloop_actuator::{Actuator, ActuatorConfig, Handled, VerifyConfig, claims};
 use opsloop_schemas::ops::{
     ActionOutcome, ActionStep, Approval, Decision, ParamValue, RemediationEvent,
 };
-use opsloop_tests::{TestPostgres, remediation_event};
+use opsloop_tests::{
+    ACCOUNTS, LockContention, ORDERS, TestPostgres, orders_lookups, remediation_event,
+};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio_postgres::Client;
 
@@ -208,30 +210,6 @@ async fn each_fault_is_remediated_and_verified() {
     assert!(drain(&mut outcomes).is_empty());
 }
 
-/// Selective lookups on orders.customer_id, each a sequential scan while the index is
-/// missing, sampled by pg_qualstats; with `full_scans`, three queries in four are counts the
-/// index cannot help.
-fn workload(client: Client, full_scans: bool) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let _ = client
-            .batch_execute("SET pg_qualstats.sample_rate = 1")
-            .await;
-        let mut i = 0i64;
-        loop {
-            let query = if full_scans && i % 4 != 0 {
-                "SELECT count(*) FROM orders WHERE note <> 'zzz'".to_owned()
-            } else {
-                format!("SELECT * FROM orders WHERE customer_id = {}", i % 1000)
-            };
-            if client.batch_execute(&query).await.is_err() {
-                return;
-            }
-            i += 1;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-}
-
 async fn index_exists(client: &Client, name: &str) -> bool {
     client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
@@ -252,17 +230,11 @@ async fn a_missing_index_is_created_and_a_useless_one_rolled_back() {
         panic!("pg_qualstats is not installed; scripts/install-test-services.sh installs it");
     }
     let db = setup.client().await;
-    db.batch_execute(
-        "CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint, note text);
-         INSERT INTO orders SELECT g, g % 1000, 'n' || g FROM generate_series(1, 100000) g;
-         ANALYZE orders;",
-    )
-    .await
-    .expect("fixtures");
+    db.batch_execute(ORDERS).await.expect("fixtures");
     let (actuator, mut outcomes) = setup.actuator(setup.config());
 
     // Lookups only: the advised index ends the sequential scans.
-    let load = workload(setup.client().await, false);
+    let load = orders_lookups(setup.client().await, false);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let create = event(
         "create",
@@ -304,7 +276,7 @@ async fn a_missing_index_is_created_and_a_useless_one_rolled_back() {
     ))
     .await
     .expect("reset");
-    let load = workload(setup.client().await, true);
+    let load = orders_lookups(setup.client().await, true);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let useless = event(
         "useless",
@@ -435,10 +407,10 @@ async fn governance_gates_hold() {
     };
     let forged = seal::sign_approval(b"a guessed key", unsigned_approval.clone());
     for approval in [&unsigned_approval, &forged] {
-        assert_eq!(
+        assert!(matches!(
             actuator.decide(approval).await.expect("decide"),
-            opsloop_actuator::DecisionOutcome::Forged
-        );
+            opsloop_actuator::DecisionOutcome::Refused(refusal) if refusal.code() == "forged_approval"
+        ));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -656,7 +628,7 @@ async fn only_signed_events_run_and_an_approval_runs_only_what_it_approved() {
     let _a = session_as(&setup, "app_a").await;
     let _b = session_as(&setup, "app_b").await;
     let (actuator, mut outcomes) = setup.actuator(setup.config());
-    let role = |name: &str| [("role", name_value(name))];
+    let role = |role: &str| [("role", name(role))];
 
     // A hand-made event that says it needs no approval: unsigned, refused, nothing runs.
     let mut forged = unsigned("end-a", "pg.terminate_role_sessions", &role("app_a"));
@@ -667,7 +639,7 @@ async fn only_signed_events_run_and_an_approval_runs_only_what_it_approved() {
     ));
     // Signed by the planner, then altered: refused.
     let mut altered = signed(forged.clone());
-    altered.params.insert("role".into(), name_value("app_b"));
+    altered.params.insert("role".into(), name("app_b"));
     assert!(matches!(
         actuator.handle(altered).await.expect("handled"),
         Handled::Refused(refusal) if refusal.code() == "altered_event"
@@ -688,13 +660,14 @@ async fn only_signed_events_run_and_an_approval_runs_only_what_it_approved() {
         Handled::Refused(refusal) if refusal.code() == "reused_action_id"
     ));
     // An approval of the swapped content does not run the waiting one.
-    assert_eq!(
+    assert!(matches!(
         actuator
             .decide(&approval(&swapped, Decision::Approve, "alice"))
             .await
             .expect("decide"),
-        opsloop_actuator::DecisionOutcome::Mismatched
-    );
+        opsloop_actuator::DecisionOutcome::Refused(refusal)
+            if refusal.code() == "mismatched_approval"
+    ));
     assert_eq!(sessions_of(&db, "app_a").await, 1);
     assert_eq!(sessions_of(&db, "app_b").await, 1);
     // The approval of what was planned ends app_a's session, and only it.
@@ -732,15 +705,11 @@ async fn only_signed_events_run_and_an_approval_runs_only_what_it_approved() {
         .expect("planned");
     assert_eq!(
         planned.params["role"],
-        name_value("app_a"),
+        name("app_a"),
         "entries carry parameters"
     );
     assert_eq!(planned.digest, seal::digest(&genuine));
     assert!(opsloop_actuator::audit::verify(&setup.config().audit_log).is_ok());
-}
-
-fn name_value(value: &str) -> ParamValue {
-    ParamValue::String(value.to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -769,7 +738,7 @@ async fn duplicate_deliveries_to_two_actuators_execute_once() {
     let refresh = event(
         "refresh.1",
         "pg.refresh_materialized_view",
-        &[("matview", name_value("event_counts"))],
+        &[("matview", name("event_counts"))],
     );
     // Two deliveries to each actuator at once.
     let mut deliveries = Vec::new();
@@ -827,40 +796,119 @@ async fn duplicate_deliveries_to_two_actuators_execute_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_waits_for_the_holder_longer_than_a_statement_may_run() {
+    let setup = Setup::start().await;
+    let holder = setup.client().await;
+    claims::lock(&holder, "held.1").await.expect("lock");
+    let waiter = setup.client().await;
+    waiter
+        .batch_execute("SET statement_timeout = 300")
+        .await
+        .expect("timeout");
+    let waiting = tokio::spawn(async move {
+        let locked = claims::lock(&waiter, "held.1").await;
+        (waiter, locked)
+    });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the duplicate waits while the holder works, past its statement timeout"
+    );
+    drop(holder);
+    let (waiter, locked) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the lock passes on when its holder's session ends")
+        .expect("task");
+    locked.expect("locked");
+    let timeout: String = waiter
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(timeout, "300ms", "the session keeps its statement timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_action_that_errs_ends_failed_and_its_id_runs_nothing_else() {
+    let setup = Setup::start().await;
+    let db = setup.client().await;
+    tables_to_analyze(&db, "e", 2).await;
+    // The settle wait outlasts the operation timeout: the action errs after its claim.
+    let first_config = ActuatorConfig {
+        instance: Some("actuator-1".to_owned()),
+        operation_timeout_s: 1,
+        ..setup.config()
+    };
+    let (first, mut first_outcomes) = setup.actuator(first_config);
+    let analyze = |table: &str| event("analyze.1", "pg.analyze", &[("table", name(table))]);
+    first.handle(analyze("e0")).await.expect("handled");
+    let all = drain(&mut first_outcomes);
+    assert_eq!(
+        steps(&all, "analyze.1"),
+        [
+            ActionStep::Planned,
+            ActionStep::Executed,
+            ActionStep::Failed
+        ],
+        "{all:#?}"
+    );
+    let outcome: Option<String> = db
+        .query_one(
+            "SELECT outcome FROM opsloop.action_claims WHERE action_id = 'analyze.1'",
+            &[],
+        )
+        .await
+        .expect("claim")
+        .get(0);
+    assert_eq!(outcome.as_deref(), Some("Failed"));
+
+    // Other actuators, with audit logs of their own, learn of it from the claim alone.
+    let other = |instance: &str| {
+        setup.actuator(ActuatorConfig {
+            instance: Some(instance.to_owned()),
+            audit_log: setup.dir.path().join(format!("audit-{instance}.jsonl")),
+            ..setup.config()
+        })
+    };
+    // The same content: the failure stands, nothing runs again.
+    let (second, mut second_outcomes) = other("actuator-2");
+    second.handle(analyze("e0")).await.expect("handled");
+    let all = drain(&mut second_outcomes);
+    assert_eq!(
+        steps(&all, "analyze.1"),
+        [ActionStep::Planned, ActionStep::Skipped],
+        "{all:#?}"
+    );
+    assert!(all[1].detail.contains("ended Failed"), "{}", all[1].detail);
+    // The same id for other content: refused.
+    let (third, mut third_outcomes) = other("actuator-3");
+    third.handle(analyze("e1")).await.expect("handled");
+    let all = drain(&mut third_outcomes);
+    let refused = all
+        .iter()
+        .find(|o| o.step == ActionStep::Refused)
+        .unwrap_or_else(|| panic!("refused: {all:#?}"));
+    assert!(
+        refused.detail.contains("already taken by other content"),
+        "{}",
+        refused.detail
+    );
+    assert!(!all.iter().any(|o| o.step == ActionStep::Executed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_in_transaction_blockers_are_terminated_and_their_victims_left_alone() {
     let setup = Setup::start().await;
     let db = setup.client().await;
-    db.batch_execute(
-        "CREATE TABLE accounts (id int PRIMARY KEY, balance int);
-         INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 3) g;",
-    )
-    .await
-    .expect("fixtures");
-    // Three sessions update a row each and then sit idle in their transactions.
-    let mut holders = Vec::new();
-    for id in 1..=3 {
-        let holder = setup.client().await;
-        holder
-            .batch_execute(&format!(
-                "BEGIN; UPDATE accounts SET balance = balance + 1 WHERE id = {id}"
-            ))
-            .await
-            .expect("holder");
-        holders.push(holder);
-    }
-    // Four victims wait for those rows.
-    let mut victims = Vec::new();
-    for i in 0..4 {
-        let victim = setup.client().await;
-        victims.push(tokio::spawn(async move {
-            victim
-                .execute(
-                    "UPDATE accounts SET balance = balance - 1 WHERE id = $1",
-                    &[&(i % 3 + 1)],
-                )
-                .await
-        }));
-    }
+    db.batch_execute(ACCOUNTS).await.expect("fixtures");
+    let LockContention {
+        blockers: holders,
+        victims,
+    } = setup
+        .postgres
+        .lock_contention()
+        .await
+        .expect("lock contention");
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let (actuator, mut outcomes) = setup.actuator(setup.config());
 
@@ -967,7 +1015,7 @@ async fn only_a_clear_symptom_verifies() {
         event(
             &format!("analyze-s{i}"),
             "pg.analyze",
-            &[("table", name_value(&format!("s{i}")))],
+            &[("table", name(&format!("s{i}")))],
         )
     };
 

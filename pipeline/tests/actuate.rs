@@ -15,14 +15,16 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actuate_support::{ActuateTopics, actuate_toml, lookups};
+use actuate_support::{ActuateTopics, actuate_toml};
 use opsloop_actions::{advised_index_name, seal};
 use opsloop_connectors::kafka::{
     KafkaSink, OutgoingRecord, RecordWriter, SinkConfig, dead_letter_headers,
 };
 use opsloop_schemas::ops::{ActionOutcome, ActionStep, ParamValue, RemediationEvent};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
-use opsloop_tests::{TestBroker, TestPostgres, remediation_event, unique_name};
+use opsloop_tests::{
+    ORDERS, TestBroker, TestPostgres, http_get, orders_lookups, remediation_event, unique_name,
+};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
@@ -146,11 +148,16 @@ fn actuate_config(
 }
 
 fn actuate(config: &Path, log: &Path) -> Child {
+    actuate_with_stdout(config, log, Stdio::null())
+}
+
+/// `opsloop actuate` logging to `log`, its standard output to `stdout`.
+fn actuate_with_stdout(config: &Path, log: &Path, stdout: Stdio) -> Child {
     Command::new(env!("CARGO_BIN_EXE_opsloop"))
         .args(["actuate", "--config"])
         .arg(config)
         .env("OPSLOOP_LOG", "info")
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(std::fs::File::create(log).expect("log"))
         .kill_on_drop(true)
         .spawn()
@@ -342,14 +349,8 @@ async fn a_kill_during_create_index_concurrently_runs_nothing_twice_and_leaves_n
     let topics = Topics::create(&broker).await;
     let dir = tempfile::tempdir().expect("dir");
     let db = postgres.connect().await.expect("connect");
-    db.batch_execute(
-        "CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint, note text);
-         INSERT INTO orders SELECT g, g % 1000, 'n' || g FROM generate_series(1, 100000) g;
-         ANALYZE orders;",
-    )
-    .await
-    .expect("fixtures");
-    let load = lookups(postgres.connect().await.expect("connect"));
+    db.batch_execute(ORDERS).await.expect("fixtures");
+    let load = orders_lookups(postgres.connect().await.expect("connect"), false);
     tokio::time::sleep(Duration::from_secs(2)).await;
     // An open snapshot: CREATE INDEX CONCURRENTLY waits for it before it can finish.
     let snapshot = postgres.connect().await.expect("connect");
@@ -498,18 +499,10 @@ async fn a_kill_during_create_index_concurrently_runs_nothing_twice_and_leaves_n
     assert!(audit.contains("3 entries, hash chain intact"), "{audit}");
 }
 
-/// An actuator with its metrics address (read from its first line of output).
+/// An actuator with its metrics `host:port` (read from its first line of output).
 async fn actuate_serving(config: &Path, log: &Path) -> (Child, String) {
     use tokio::io::AsyncBufReadExt;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_opsloop"))
-        .args(["actuate", "--config"])
-        .arg(config)
-        .env("OPSLOOP_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).expect("log"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("opsloop actuate starts");
+    let mut child = actuate_with_stdout(config, log, Stdio::piped());
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let first = lines
@@ -518,7 +511,7 @@ async fn actuate_serving(config: &Path, log: &Path) -> (Child, String) {
         .expect("reads")
         .expect("a first line");
     let address = first
-        .strip_prefix("metrics on ")
+        .strip_prefix("metrics on http://")
         .and_then(|url| url.strip_suffix("/metrics"))
         .expect("the metrics address")
         .to_owned();
@@ -527,21 +520,11 @@ async fn actuate_serving(config: &Path, log: &Path) -> (Child, String) {
 }
 
 async fn health(address: &str) -> (u16, String) {
-    let url = format!("{address}/healthz");
-    tokio::task::spawn_blocking(move || {
-        let mut response = ureq::get(&url)
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-            .expect("answers");
-        (
-            response.status().as_u16(),
-            response.body_mut().read_to_string().unwrap_or_default(),
-        )
-    })
-    .await
-    .expect("joined")
+    let address = address.to_owned();
+    tokio::task::spawn_blocking(move || http_get(&address, "/healthz"))
+        .await
+        .expect("joined")
+        .expect("answers")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

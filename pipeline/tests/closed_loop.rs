@@ -19,11 +19,13 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actuate_support::{ActuateTopics, actuate_toml, lookups};
+use actuate_support::{ActuateTopics, actuate_toml};
 use opsloop_actions::{Executor, TemplateId};
 use opsloop_schemas::ops::{ActionOutcome, ActionStep};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
-use opsloop_tests::{TestBroker, TestPostgres, unique_name};
+use opsloop_tests::{
+    ACCOUNTS, LockContention, TestBroker, TestPostgres, orders_lookups, unique_name,
+};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::process::{Child, Command};
@@ -129,6 +131,7 @@ async fn faults_on_a_real_postgres_are_detected_remediated_verified_and_audited(
         topics.insert(name, broker.create_topic(name, 1).await.expect("topic"));
     }
     let db = connect(&postgres).await;
+    db.batch_execute(ACCOUNTS).await.expect("accounts");
     db.batch_execute(
         "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
          CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint, note text);
@@ -142,8 +145,6 @@ async fn faults_on_a_real_postgres_are_detected_remediated_verified_and_audited(
          CREATE MATERIALIZED VIEW event_counts AS SELECT kind, count(*) AS n FROM events GROUP BY kind;
          CREATE UNIQUE INDEX ON event_counts (kind);
          CREATE TABLE jobs (id int PRIMARY KEY); INSERT INTO jobs VALUES (1);
-         CREATE TABLE accounts (id int PRIMARY KEY, balance int);
-         INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 3) g;
          ANALYZE;",
     )
     .await
@@ -266,7 +267,7 @@ forecasts_topic = "{forecasts}"
         ],
         &logs.join("actuate.log"),
     );
-    let load = lookups(connect(&postgres).await);
+    let load = orders_lookups(connect(&postgres).await, false);
     // Let the collector see the healthy state (and the view's refresh point) first.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let mut outcomes = Outcomes::new(&broker, &topics["actions"]);
@@ -306,30 +307,11 @@ forecasts_topic = "{forecasts}"
     );
 
     // 2. Three sessions idle in a transaction after updating a row each; four others wait.
-    let mut holders = Vec::new();
-    for id in 1..=3 {
-        let holder = connect(&postgres).await;
-        holder
-            .batch_execute(&format!(
-                "BEGIN; UPDATE accounts SET balance = balance + 1 WHERE id = {id}"
-            ))
-            .await
-            .expect("holder");
-        holders.push(holder);
-    }
     let injected = now_us();
-    let mut victims = Vec::new();
-    for i in 0..4i32 {
-        let victim = connect(&postgres).await;
-        victims.push(tokio::spawn(async move {
-            victim
-                .execute(
-                    "UPDATE accounts SET balance = balance - 1 WHERE id = $1",
-                    &[&(i % 3 + 1)],
-                )
-                .await
-        }));
-    }
+    let LockContention {
+        blockers: holders,
+        victims,
+    } = postgres.lock_contention().await.expect("lock contention");
     let verified = outcomes
         .wait_for(WAIT_PER_FAULT, |o| {
             o.step == ActionStep::Verified && o.template == "pg.terminate_blockers"

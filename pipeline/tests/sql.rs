@@ -152,27 +152,16 @@ fn incident(
 ) -> Incident {
     let resolved_us = resolved_after_s.map(|seconds| opened_us + seconds * SECOND_US);
     Incident {
-        incident_id: id.into(),
         version,
-        entity: format!("db-{id}"),
-        pattern: "latency".into(),
-        failure_type: "performance".into(),
         severity: 0.7,
         tier,
         state,
         opened_us,
         updated_us: resolved_us.unwrap_or(opened_us + version * SECOND_US),
-        deadline_us: None,
         resolved_us,
         alert_ids: vec![format!("alert-{id}-a"), format!("alert-{id}-b")],
         alert_types: vec!["latency_spike".into()],
-        hypotheses: Vec::new(),
-        model_version: None,
-        feature_set: Vec::new(),
-        labels: BTreeMap::new(),
-        action_id: None,
-        recovered_us: None,
-        recurred_us: None,
+        ..Incident::new(id, format!("db-{id}"), "latency", "performance")
     }
 }
 

@@ -19,30 +19,24 @@ fn incident(
     labels: &[(&str, &str)],
 ) -> Incident {
     Incident {
-        incident_id: format!("inc-{failure_type}"),
         version: 1,
-        entity: "db-1".to_owned(),
-        pattern: failure_type.to_owned(),
-        failure_type: failure_type.to_owned(),
         severity,
         tier: if severity >= 0.8 { Tier::T1 } else { Tier::T2 },
-        state: IncidentState::Open,
         opened_us: 60_000_000,
         updated_us: 90_000_000,
         deadline_us: Some(360_000_000),
-        resolved_us: None,
         alert_ids: vec!["a".to_owned()],
         alert_types: alert_types.iter().map(|t| (*t).to_owned()).collect(),
-        hypotheses: Vec::new(),
-        model_version: None,
-        feature_set: Vec::new(),
         labels: labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
-        action_id: None,
-        recovered_us: None,
-        recurred_us: None,
+        ..Incident::new(
+            format!("inc-{failure_type}"),
+            "db-1",
+            failure_type,
+            failure_type,
+        )
     }
 }
 

@@ -323,15 +323,10 @@ impl ActuateService {
                         progress.entry(key.clone()).or_default().in_flight.insert(offset);
                         tokio::spawn(async move {
                             let finished = match actuator.decide(&approval).await {
-                                Ok(DecisionOutcome::Forged) => Finished::Refused(
+                                Ok(DecisionOutcome::Refused(refusal)) => Finished::Refused(
                                     Box::new(message),
-                                    "forged_approval",
-                                    "the approval's signature does not check out".to_owned(),
-                                ),
-                                Ok(DecisionOutcome::Mismatched) => Finished::Refused(
-                                    Box::new(message),
-                                    "mismatched_approval",
-                                    "the approval is for other content than the waiting action's".to_owned(),
+                                    refusal.code(),
+                                    refusal.to_string(),
                                 ),
                                 Ok(DecisionOutcome::Applied) => {
                                     let _ = done.send(Finished::Decided(approval.action_id.clone()));

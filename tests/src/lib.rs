@@ -9,7 +9,8 @@
 //! - [`TestWebhook`]: an HTTP server that records what is POSTed to it.
 //!
 //! Every service stops when its handle is dropped. [`remediation_event`] makes events as the
-//! planner does, for the suites of what acts on them.
+//! planner does, for the suites of what acts on them; [`ORDERS`], [`orders_lookups`] and
+//! [`TestPostgres::lock_contention`] are the tables, workloads and faults they run.
 
 mod actions;
 mod alertmanager;
@@ -18,6 +19,7 @@ mod error;
 mod http;
 mod postgres;
 mod process;
+mod workload;
 
 pub use actions::remediation_event;
 pub use alertmanager::TestAlertmanager;
@@ -25,6 +27,7 @@ pub use broker::{BrokerBackend, TestBroker};
 pub use error::HarnessError;
 pub use http::{ReceivedRequest, TestWebhook, http_get};
 pub use postgres::TestPostgres;
+pub use workload::{ACCOUNTS, LockContention, ORDERS, orders_lookups};
 
 /// A name no other test run uses: `base` plus a random suffix.
 pub fn unique_name(base: &str) -> String {

@@ -1,26 +1,4 @@
-//! `opsloop actuate` configurations of the integration tests, and the lookup workload their
-//! databases run.
-
-use std::time::Duration;
-
-/// Lookups by customer on `orders` (each a sequential scan while no index helps), sampled by
-/// pg_qualstats, about 40 a second, until the connection fails.
-pub(crate) fn lookups(client: tokio_postgres::Client) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let _ = client
-            .batch_execute("SET pg_qualstats.sample_rate = 1")
-            .await;
-        let mut i = 0i64;
-        loop {
-            let query = format!("SELECT * FROM orders WHERE customer_id = {}", i % 1000);
-            if client.batch_execute(&query).await.is_err() {
-                return;
-            }
-            i += 1;
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    })
-}
+//! `opsloop actuate` configurations of the integration tests.
 
 /// Where `opsloop actuate` connects: the brokers, its group, the topics it reads and writes.
 pub(crate) struct ActuateTopics<'a> {

@@ -195,6 +195,12 @@ impl Action {
         }
     }
 
+    /// Whether this action's parameters are within its template's bounds (an action built
+    /// by hand rather than parsed may not be).
+    pub fn validate(&self) -> Result<(), ActionError> {
+        validate(self.template(), &self.params())
+    }
+
     /// The parameters as they travel in a remediation event.
     pub fn params(&self) -> BTreeMap<String, ParamValue> {
         let name = |id: &Identifier| ParamValue::String(id.0.clone());

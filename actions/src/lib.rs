@@ -7,8 +7,10 @@
 //!   variant, and every `match` over templates and [`Action`]s stops compiling until it is
 //!   handled.
 //! - [`Action`]: a template with its parameters, typed and validated: identifiers are plain
-//!   SQL names, integers are within bounds. An [`Action`] is built only through validation, so
-//!   nothing in an event can smuggle SQL into an executor.
+//!   SQL names, integers are within bounds. An [`Identifier`] is built only through
+//!   validation, so nothing in an event can smuggle SQL into an executor; an action from an
+//!   event is parsed ([`Action::parse`]), one built in code is checked with
+//!   [`Action::validate`].
 //! - [`seal`]: the digest of an action's content (id, incident, template, target, parameters,
 //!   attempt), the planner's signature over a remediation event and the approvers' signature
 //!   over a decision on that digest.

@@ -16,6 +16,7 @@
 //! Signatures are compared in constant time; an empty key signs and accepts nothing.
 
 use hmac::{Hmac, KeyInit, Mac};
+use opsloop_schemas::ids::{hex, unhex};
 use opsloop_schemas::ops::{Approval, Decision, ParamValue, RemediationEvent};
 use sha2::{Digest, Sha256};
 
@@ -115,7 +116,11 @@ fn mac(key: &[u8], message: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
+/// The hex signature of `message` under `key`; none (empty) under an empty key.
 fn signature(key: &[u8], message: &[u8]) -> String {
+    if key.is_empty() {
+        return String::new();
+    }
     hex(&mac(key, message).finalize().into_bytes())
 }
 
@@ -126,7 +131,7 @@ fn check(key: &[u8], message: &[u8], signature: &str) -> bool {
     !key.is_empty() && mac(key, message).verify_slice(&signature).is_ok()
 }
 
-/// `event` with the planner's signature under `key`.
+/// `event` with the planner's signature under `key` (unsigned under an empty key).
 pub fn sign_event(key: &[u8], mut event: RemediationEvent) -> RemediationEvent {
     event.signature = signature(key, &event_message(&event));
     event
@@ -146,27 +151,6 @@ pub fn sign_approval(key: &[u8], mut approval: Approval) -> Approval {
 /// Whether `approval` carries the signature `key` gives it.
 pub fn verify_approval(key: &[u8], approval: &Approval) -> bool {
     check(key, &approval_message(approval), &approval.signature)
-}
-
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]
@@ -194,6 +178,10 @@ mod tests {
         assert!(verify_event(b"planner", &signed));
         assert!(!verify_event(b"other", &signed));
         assert!(!verify_event(b"", &signed), "no key accepts nothing");
+        assert!(
+            sign_event(b"", event()).signature.is_empty(),
+            "no key signs nothing"
+        );
         assert!(!verify_event(b"planner", &event()), "unsigned");
         let altered: [fn(&mut RemediationEvent); 7] = [
             |e| e.approval_required = true,

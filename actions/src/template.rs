@@ -24,6 +24,18 @@ pub enum ApprovalPolicy {
     Always,
 }
 
+impl ApprovalPolicy {
+    /// Whether an action under this policy waits for an approval, given whether its incident
+    /// is an emergency that may go without.
+    pub fn needs_approval(self, emergency: bool) -> bool {
+        match self {
+            ApprovalPolicy::Never => false,
+            ApprovalPolicy::UnlessEmergency => !emergency,
+            ApprovalPolicy::Always => true,
+        }
+    }
+}
+
 /// How far an action must move its probe's primary metric to count as having worked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Goal {

@@ -150,17 +150,6 @@ fn now_us() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
-fn is_terminal(step: ActionStep) -> bool {
-    matches!(
-        step,
-        ActionStep::Verified
-            | ActionStep::RolledBack
-            | ActionStep::Failed
-            | ActionStep::Skipped
-            | ActionStep::Rejected
-    )
-}
-
 impl Actuator {
     /// An actuator whose audit entries also go to `outcomes` (for `ops.actions`).
     pub fn new(
@@ -293,7 +282,7 @@ impl Actuator {
                 .map(Handled::Refused);
         }
         let steps = self.steps(&event.action_id);
-        if steps.iter().copied().any(is_terminal) {
+        if steps.iter().copied().any(ActionStep::is_terminal) {
             tracing::debug!(action_id = %event.action_id, "already finished");
             return Ok(Handled::Done);
         }

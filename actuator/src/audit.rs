@@ -17,7 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use opsloop_actions::seal::hex;
+use opsloop_schemas::ids::hex;
 use opsloop_schemas::ops::{ActionOutcome, ActionStep};
 use sha2::{Digest, Sha256};
 

@@ -184,10 +184,11 @@ impl Correlator {
             return;
         }
         for incident in &mut group.incidents {
-            if incident.has_type(&alert.alert_type)
+            if incident.watch.is_some()
+                && incident.has_type(&alert.alert_type)
                 && let Some(watch) = &mut incident.watch
             {
-                watch.observe(alert);
+                watch.observe(alert, &incident.record);
             }
         }
         if let Some(pending) = group
@@ -260,19 +261,15 @@ impl Correlator {
         action_id: &str,
         at_us: i64,
     ) -> Option<Incident> {
-        let key = self.incident_groups.get(incident_id)?.clone();
-        let group = self.state.groups.get_mut(&key)?;
-        let incident = group
-            .incidents
-            .iter_mut()
-            .find(|i| i.record.incident_id == incident_id)?;
+        let (key, incident) =
+            open_incident(&mut self.state.groups, &self.incident_groups, incident_id)?;
         if incident.record.action_id.as_deref() == Some(action_id) {
             return None;
         }
         let at_us = at_us.max(incident.record.updated_us);
         let pattern = pattern_named(&self.config, &incident.record.pattern);
         incident.refresh(&self.config, pattern, at_us);
-        incident.watch = Some(Watch::new(action_id, at_us, &incident.members));
+        incident.watch = Some(Watch::new(at_us, &incident.members));
         incident.record.action_id = Some(action_id.to_owned());
         incident.record.recovered_us = None;
         incident.record.recurred_us = None;
@@ -286,16 +283,8 @@ impl Correlator {
     /// out of attempts): a new version, notified even if repeat_interval has not passed.
     pub fn escalate(&mut self, incident_id: &str, reason: &str, at_us: i64) -> Emitted {
         let mut emitted = Emitted::default();
-        let Some(key) = self.incident_groups.get(incident_id).cloned() else {
-            return emitted;
-        };
-        let Some(group) = self.state.groups.get_mut(&key) else {
-            return emitted;
-        };
-        let Some(incident) = group
-            .incidents
-            .iter_mut()
-            .find(|i| i.record.incident_id == incident_id)
+        let Some((key, incident)) =
+            open_incident(&mut self.state.groups, &self.incident_groups, incident_id)
         else {
             return emitted;
         };
@@ -307,6 +296,7 @@ impl Correlator {
         incident.last_notified_us = at_us;
         let silenced = is_silenced(&self.config, &incident.members, at_us);
         self.state.counters.versions += 1;
+        self.reschedule(&key);
         self.notify(&mut emitted, &version, silenced, false);
         emitted.versions.push(version);
         emitted
@@ -373,7 +363,11 @@ impl Correlator {
         }
         for (index, incident) in group.incidents.iter().enumerate() {
             if incident.record.version > 0 {
-                if let Some((due, verdict)) = incident.watch.as_ref().and_then(Watch::due) {
+                if let Some((due, verdict)) = incident
+                    .watch
+                    .as_ref()
+                    .and_then(|watch| watch.due(&incident.record))
+                {
                     consider(due, Action::Judge(index, verdict));
                 }
                 consider(
@@ -619,19 +613,16 @@ impl Correlator {
         at_us: i64,
     ) -> Vec<(Incident, bool)> {
         let incident = &mut group.incidents[index];
-        let Some(watch) = incident.watch.as_mut() else {
+        let Some(watch) = incident.watch.as_ref() else {
             return Vec::new();
         };
         let state = match verdict {
             Verdict::Recurred => {
-                watch.recurred_published = true;
                 incident.record.recurred_us = watch.recurred.map(|(start, _)| start);
                 IncidentState::Updated
             }
             Verdict::Cleared => {
-                let recovered = watch.boundaries.values().max().copied().unwrap_or(at_us);
-                watch.recovered_us = Some(recovered);
-                incident.record.recovered_us = Some(recovered);
+                incident.record.recovered_us = Some(watch.latest_boundary().unwrap_or(at_us));
                 IncidentState::Acknowledged
             }
         };
@@ -804,4 +795,19 @@ fn hold_inhibitors(
 
 fn micros(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Open incident `incident_id` and the key of its group.
+fn open_incident<'a>(
+    groups: &'a mut HashMap<String, Group>,
+    incident_groups: &HashMap<String, String>,
+    incident_id: &str,
+) -> Option<(String, &'a mut OpenIncident)> {
+    let key = incident_groups.get(incident_id)?.clone();
+    let incident = groups
+        .get_mut(&key)?
+        .incidents
+        .iter_mut()
+        .find(|i| i.record.incident_id == incident_id)?;
+    Some((key, incident))
 }

@@ -46,19 +46,16 @@ pub(crate) struct OpenIncident {
 }
 
 /// An executed action under judgement: whether the incident's alerts stay clear for the
-/// windows their detectors need after it, or come back.
+/// windows their detectors need after it, or come back. The verdicts published are in the
+/// incident's record (`recovered_us`, `recurred_us`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Watch {
-    pub(crate) action_id: String,
     /// Per member alert type, where its first window wholly after the action starts.
     pub(crate) boundaries: BTreeMap<String, i64>,
     /// When every member type's first window after the action has ended.
     pub(crate) clear_due_us: i64,
-    /// The clear verdict, once published: the latest of the boundaries.
-    pub(crate) recovered_us: Option<i64>,
     /// A member alert of a window after the action: its window start and end.
     pub(crate) recurred: Option<(i64, i64)>,
-    pub(crate) recurred_published: bool,
 }
 
 /// The verdict a watch has due, and when.
@@ -69,53 +66,47 @@ pub(crate) enum Verdict {
 }
 
 impl Watch {
-    /// A watch of `action_id`, executed at `acted_us`, over the windows of `members`.
-    pub(crate) fn new(action_id: &str, acted_us: i64, members: &[Alert]) -> Self {
+    /// A watch of an action executed at `acted_us`, over the windows of `members`.
+    pub(crate) fn new(acted_us: i64, members: &[Alert]) -> Self {
         let mut boundaries = BTreeMap::new();
         let mut clear_due_us = acted_us;
         let types: BTreeSet<&str> = members.iter().map(|m| m.alert_type.as_str()).collect();
         for alert_type in types {
-            let of_type: Vec<Alert> = members
-                .iter()
-                .filter(|m| m.alert_type == alert_type)
-                .cloned()
-                .collect();
-            let width = of_type
-                .iter()
+            let of_type = || members.iter().filter(move |m| m.alert_type == alert_type);
+            let width = of_type()
                 .map(|m| m.window_end_us - m.window_start_us)
                 .max()
                 .unwrap_or(1)
                 .max(1);
-            let step = window_step(&of_type).max(1);
+            let step = window_step(of_type()).max(1);
             // Windows start at multiples of their slide: the first at or after the action.
-            let boundary = acted_us.div_euclid(step) * step
-                + if acted_us.rem_euclid(step) == 0 {
-                    0
-                } else {
-                    step
-                };
+            let boundary = (acted_us + step - 1).div_euclid(step) * step;
             boundaries.insert(alert_type.to_owned(), boundary);
             clear_due_us = clear_due_us.max(boundary.saturating_add(width));
         }
         Watch {
-            action_id: action_id.to_owned(),
             boundaries,
             clear_due_us,
-            recovered_us: None,
             recurred: None,
-            recurred_published: false,
         }
     }
 
-    /// Takes in a member-type alert: one of a window wholly after the action is a recurrence.
-    pub(crate) fn observe(&mut self, alert: &Alert) {
-        let latest = self.boundaries.values().max().copied().unwrap_or(i64::MAX);
+    /// Where the last member type's first window after the action starts: the clear
+    /// verdict's time.
+    pub(crate) fn latest_boundary(&self) -> Option<i64> {
+        self.boundaries.values().max().copied()
+    }
+
+    /// Takes in a member-type alert of `record`'s incident: one of a window wholly after the
+    /// action is a recurrence.
+    pub(crate) fn observe(&mut self, alert: &Alert, record: &Incident) {
         let boundary = self
             .boundaries
             .get(&alert.alert_type)
             .copied()
-            .unwrap_or(latest);
-        if alert.window_start_us < boundary || self.recurred_published {
+            .or_else(|| self.latest_boundary())
+            .unwrap_or(i64::MAX);
+        if alert.window_start_us < boundary || record.recurred_us.is_some() {
             return;
         }
         let earliest = self
@@ -126,11 +117,11 @@ impl Watch {
         }
     }
 
-    /// The next verdict to publish and its due time.
-    pub(crate) fn due(&self) -> Option<(i64, Verdict)> {
+    /// The next verdict to publish on `record`'s incident and its due time.
+    pub(crate) fn due(&self, record: &Incident) -> Option<(i64, Verdict)> {
         match self.recurred {
-            Some((_, end)) if !self.recurred_published => Some((end, Verdict::Recurred)),
-            None if self.recovered_us.is_none() => Some((self.clear_due_us, Verdict::Cleared)),
+            Some((_, end)) if record.recurred_us.is_none() => Some((end, Verdict::Recurred)),
+            None if record.recovered_us.is_none() => Some((self.clear_due_us, Verdict::Cleared)),
             _ => None,
         }
     }
@@ -267,13 +258,7 @@ impl OpenIncident {
             } else {
                 at_us
             };
-            let due = tier.act_within().map(|within| {
-                from.saturating_add(i64::try_from(within.as_micros()).unwrap_or(i64::MAX))
-            });
-            record.deadline_us = match (record.deadline_us, due) {
-                (Some(old), Some(new)) => Some(old.min(new)),
-                (old, new) => new.or(old),
-            };
+            bring_deadline_forward(record, tier, from);
         }
 
         record.model_version = self
@@ -310,11 +295,7 @@ impl OpenIncident {
         };
         if raised < record.tier {
             record.tier = raised;
-            if let Some(within) = raised.act_within() {
-                let due =
-                    at_us.saturating_add(i64::try_from(within.as_micros()).unwrap_or(i64::MAX));
-                record.deadline_us = Some(record.deadline_us.map_or(due, |old| old.min(due)));
-            }
+            bring_deadline_forward(record, raised, at_us);
         }
         record
             .labels
@@ -335,7 +316,7 @@ impl OpenIncident {
 /// The smallest gap between successive window ends of one series (alert type on entity), or
 /// the shortest window when no series has two windows. Hopping windows slide by less than
 /// their length, and the slide is what "N healthy windows" counts.
-fn window_step(members: &[Alert]) -> i64 {
+fn window_step<'a>(members: impl IntoIterator<Item = &'a Alert>) -> i64 {
     let mut shortest = i64::MAX;
     let mut ends: BTreeMap<(&str, &str), Vec<i64>> = BTreeMap::new();
     for member in members {
@@ -354,4 +335,13 @@ fn window_step(members: &[Alert]) -> i64 {
         }
     }
     if shortest == i64::MAX { 1 } else { shortest }
+}
+
+/// `record`'s deadline brought forward to `tier`'s, counted from `from_us`, when that is
+/// sooner.
+fn bring_deadline_forward(record: &mut Incident, tier: Tier, from_us: i64) {
+    if let Some(within) = tier.act_within() {
+        let due = from_us.saturating_add(i64::try_from(within.as_micros()).unwrap_or(i64::MAX));
+        record.deadline_us = Some(record.deadline_us.map_or(due, |old| old.min(due)));
+    }
 }

@@ -148,7 +148,7 @@ fn proposal(
     goal: &'static str,
     prior: (f64, f64),
 ) -> Option<Proposal> {
-    Action::parse(action.template(), &action.params()).ok()?;
+    action.validate().ok()?;
     Some(Proposal {
         agent,
         action,

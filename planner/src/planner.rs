@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use opsloop_actions::{ApprovalPolicy, seal};
+use opsloop_actions::seal;
 use opsloop_schemas::ids::stable_id;
 use opsloop_schemas::ops::{
     ActionOutcome, ActionStep, Incident, IncidentState, RemediationEvent, RemediationKind,
@@ -107,12 +107,10 @@ struct Ended {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Fix {
     incident_id: String,
-    agent: String,
     goal: String,
     target: String,
     attempt: i64,
     action_id: String,
-    template: String,
     ended: Option<Ended>,
     /// A later version showed the fault back after an attempt that seemed to work.
     recurred: bool,
@@ -203,11 +201,7 @@ impl Planner {
 
     /// `event` signed with the planning key (unsigned when there is none).
     pub fn sign(&self, event: RemediationEvent) -> RemediationEvent {
-        if self.config.signing_key.is_empty() {
-            event
-        } else {
-            seal::sign_event(self.config.signing_key.as_bytes(), event)
-        }
+        seal::sign_event(self.config.signing_key.as_bytes(), event)
     }
 
     /// The first attempts of the fixes `incident` calls for, planned at event time `now_us`;
@@ -253,25 +247,15 @@ impl Planner {
         else {
             return;
         };
-        let ends = matches!(
-            outcome.step,
-            ActionStep::Verified
-                | ActionStep::Failed
-                | ActionStep::RolledBack
-                | ActionStep::Skipped
-                | ActionStep::Rejected
-        );
-        if ends && fix.action_id == outcome.action_id && fix.ended.is_none() {
+        if outcome.step.is_terminal() && fix.ended.is_none() {
             fix.ended = Some(Ended {
                 step: outcome.step,
                 at_us,
             });
             fix.recurred = false;
         }
-        let success = match outcome.step {
-            ActionStep::Verified => true,
-            ActionStep::Failed | ActionStep::RolledBack => false,
-            _ => return,
+        let Some(success) = outcome.step.success() else {
+            return;
         };
         if let Some(incident) = self.state.incidents.get(&fix.incident_id) {
             self.state
@@ -370,12 +354,10 @@ impl Planner {
             key,
             Fix {
                 incident_id: incident.incident_id.clone(),
-                agent: proposal.agent.to_string(),
                 goal: proposal.goal.to_owned(),
                 target: proposal.target.clone(),
                 attempt: event.attempt,
                 action_id: event.action_id.clone(),
-                template: event.template.clone(),
                 ended: None,
                 recurred: false,
             },
@@ -418,11 +400,9 @@ impl Planner {
         let template = proposal.action.template();
         let spec = template.spec();
         let band = SeverityBand::of(incident.severity);
-        let by_policy = match spec.approval {
-            ApprovalPolicy::Never => false,
-            ApprovalPolicy::UnlessEmergency => band != SeverityBand::Emergency,
-            ApprovalPolicy::Always => true,
-        };
+        let by_policy = spec
+            .approval
+            .needs_approval(band == SeverityBand::Emergency);
         let mut rationale = proposal.rationale.clone();
         if let Some(reason) = &accepted.approval_reason {
             rationale.push_str(&format!("; approval required: {reason}"));

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use opsloop_actions::{Action, ApprovalPolicy, Identifier};
+use opsloop_actions::{Action, Identifier};
 use opsloop_schemas::ids::stable_id;
 use opsloop_schemas::ops::{RemediationEvent, RemediationKind, SeverityBand};
 use serde::Deserialize;
@@ -178,7 +178,7 @@ pub fn to_event(
     event.band = SeverityBand::Preventive;
     let spec = template.spec();
     event.risk = spec.risk;
-    event.approval_required = spec.approval != ApprovalPolicy::Never;
+    event.approval_required = spec.approval.needs_approval(false);
     event.rollback_template = spec.rollback.map(|r| r.as_str().to_owned());
     event.agent = "reliability".to_owned();
     event.rationale = format!(

@@ -335,13 +335,8 @@ impl<T: Transport> Runtime<T> {
             };
             self.incidents(emitted, false).await?;
         }
-        if matches!(
-            outcome.step,
-            ActionStep::Verified | ActionStep::RolledBack | ActionStep::Failed
-        ) {
-            self.stages
-                .predictor
-                .action_executed(outcome.step == ActionStep::Verified);
+        if let Some(success) = outcome.step.success() {
+            self.stages.predictor.action_executed(success);
         }
         let at_us = self.stages.correlator.clock_us().unwrap_or(outcome.time_us);
         self.stages.planner.observe(outcome, at_us);

@@ -300,6 +300,30 @@ pub enum ActionStep {
     Refused,
 }
 
+impl ActionStep {
+    /// Whether the action's life ends here.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ActionStep::Verified
+                | ActionStep::RolledBack
+                | ActionStep::Failed
+                | ActionStep::Skipped
+                | ActionStep::Rejected
+        )
+    }
+
+    /// Whether an action that ran helped: `Some` for the endings of one that ran (verified,
+    /// rolled back, failed), `None` otherwise.
+    pub fn success(self) -> Option<bool> {
+        match self {
+            ActionStep::Verified => Some(true),
+            ActionStep::RolledBack | ActionStep::Failed => Some(false),
+            _ => None,
+        }
+    }
+}
+
 /// One audit-trail entry (`ops.actions`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionOutcome {

@@ -14,7 +14,7 @@ use arrow::datatypes::{
     TimestampMicrosecondType, UInt32Type, UInt64Type,
 };
 use opsloop_engine::detector::StreamTable;
-use opsloop_schemas::calendar::{civil_from_days, days_from_civil};
+use opsloop_schemas::calendar::{civil_from_days, days_from_civil, time_of_day};
 use serde_json::{Map, Value};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -133,14 +133,8 @@ pub(crate) fn format_time(micros: i64) -> String {
     let days = micros.div_euclid(MICROS_PER_DAY);
     let rest = micros.rem_euclid(MICROS_PER_DAY);
     let (year, month, day) = civil_from_days(days);
-    let seconds = rest / 1_000_000;
     let fraction = rest % 1_000_000;
-    let clock = format!(
-        "{:02}:{:02}:{:02}",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    );
+    let clock = time_of_day(micros);
     if fraction == 0 {
         format!("{year:04}-{month:02}-{day:02}T{clock}Z")
     } else {

@@ -24,6 +24,7 @@ use opentelemetry_proto::tonic::logs::v1 as logs;
 use opentelemetry_proto::tonic::metrics::v1 as metrics;
 use opentelemetry_proto::tonic::resource::v1 as resource;
 use opentelemetry_proto::tonic::trace::v1 as trace;
+use opsloop_schemas::ids::unhex;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
@@ -170,7 +171,7 @@ impl Visitor<'_> for TextVisitor {
 impl<'de> Deserialize<'de> for Hex {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer
-            .deserialize_str(TextVisitor("hex", decode_hex))
+            .deserialize_str(TextVisitor("hex", unhex))
             .map(Hex)
     }
 }
@@ -181,22 +182,6 @@ impl<'de> Deserialize<'de> for Base64 {
             .deserialize_str(TextVisitor("base64", decode_base64))
             .map(Base64)
     }
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    let digit = |c: u8| {
-        char::from(c)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
-    };
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return None;
-    }
-    bytes
-        .chunks_exact(2)
-        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
-        .collect()
 }
 
 /// Standard or URL-safe base64, padded or not.

@@ -67,6 +67,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opsloop_schemas::AvroRecord;
+use opsloop_schemas::ids::hex;
 
 use super::{DecodeError, RecordRows, key_entity, utf8_text};
 
@@ -224,17 +225,6 @@ fn json(value: &Value) -> serde_json::Value {
             })
             .collect(),
     }
-}
-
-/// `bytes` as lowercase hex.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(2 * bytes.len());
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0xf)]));
-    }
-    text
 }
 
 /// A trace or span id of `len` bytes as hex; `None` when it is empty or all zero (OTLP's

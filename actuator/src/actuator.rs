@@ -212,6 +212,11 @@ impl Actuator {
         self.verdicts.observe(incident);
     }
 
+    /// How many actions wait for the correlator's verdict now.
+    pub fn awaiting_verdicts(&self) -> usize {
+        self.verdicts.awaited()
+    }
+
     fn record(
         &self,
         event: &RemediationEvent,

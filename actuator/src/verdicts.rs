@@ -80,6 +80,11 @@ impl Verdicts {
         }
     }
 
+    /// How many actions wait for their verdict now.
+    pub fn awaited(&self) -> usize {
+        lock(&self.state).waiting.len()
+    }
+
     /// The verdict on `action_id`, waiting up to `timeout` for it.
     pub async fn wait(&self, action_id: &str, timeout: Duration) -> Option<Verdict> {
         let mut receiver = {

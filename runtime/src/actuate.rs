@@ -13,7 +13,7 @@
 //! `ops.deadletter` with the reason. The group assignment is logged and exported; an instance
 //! holding no partition for `unassigned_warn_s` warns and `/healthz` says so.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,11 +30,11 @@ use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::RuntimeError;
 use crate::config::{KafkaSection, MetricsSection};
-use crate::http::{self, Health};
+use crate::http::{Health, MetricsServer};
 
 /// `opsloop actuate`'s whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -121,8 +121,7 @@ struct Membership {
 }
 
 impl Membership {
-    fn check(&mut self, now: Vec<(String, i32)>, metrics: &ActuateMetrics, health: &Health) {
-        let mut now = now;
+    fn check(&mut self, mut now: Vec<(String, i32)>, metrics: &ActuateMetrics, health: &Health) {
         now.sort();
         if now != self.assigned {
             tracing::info!(partitions = ?now, "assignment changed");
@@ -160,9 +159,7 @@ pub struct ActuateService {
     requests: RecordConsumer,
     incidents: RecordConsumer,
     actions: RecordWriter,
-    metrics_address: SocketAddr,
-    metrics_task: tokio::task::JoinHandle<()>,
-    stop: watch::Sender<bool>,
+    server: MetricsServer,
 }
 
 impl ActuateService {
@@ -184,18 +181,7 @@ impl ActuateService {
         let metrics = ActuateMetrics::register(&mut registry);
         let connector_metrics = ConnectorMetrics::register(&mut registry);
         let health = Health::default();
-        let (stop, stopped) = watch::channel(false);
-        let (metrics_address, metrics_task) = http::serve(
-            config.metrics.listen,
-            Arc::new(registry),
-            health.clone(),
-            stopped,
-        )
-        .await
-        .map_err(|error| RuntimeError::Io {
-            what: format!("serving /metrics on {}", config.metrics.listen),
-            error,
-        })?;
+        let server = MetricsServer::start(config.metrics.listen, registry, health.clone()).await?;
         let sink = KafkaSink::new(&kafka, SinkConfig::default())?;
         let codec = Codec::new(WireFormat::Confluent, Arc::new(SchemaRegistry::builtin()));
         let dead_letters = DeadLetterWriter::new(sink.clone(), &config.topics.deadletter);
@@ -235,15 +221,13 @@ impl ActuateService {
             health,
             requests,
             incidents,
-            metrics_address,
-            metrics_task,
-            stop,
+            server,
         })
     }
 
     /// Where `/metrics` and `/healthz` are served.
     pub fn metrics_address(&self) -> SocketAddr {
-        self.metrics_address
+        self.server.address()
     }
 
     /// Runs until `shutdown`.
@@ -257,9 +241,7 @@ impl ActuateService {
             mut requests,
             mut incidents,
             mut actions,
-            metrics_task,
-            stop,
-            ..
+            server,
         } = self;
         let (done_sender, mut done_receiver) = mpsc::unbounded_channel::<Finished>();
         let mut progress: HashMap<PartitionKey, Progress> = HashMap::new();
@@ -364,25 +346,22 @@ impl ActuateService {
                 }
             }
         }
-        stop.send_replace(true);
         commit(&requests, &progress);
         actions.finish().await?;
-        if let Err(error) = metrics_task.await {
-            tracing::error!(%error, "the /metrics endpoint failed");
-        }
+        server.stop().await;
         Ok(())
     }
 }
 
 /// Commits every partition up to its first unfinished offset.
 fn commit(requests: &RecordConsumer, progress: &HashMap<PartitionKey, Progress>) {
-    let points: BTreeMap<PartitionKey, i64> = progress
+    let points: Vec<(String, i32, i64)> = progress
         .iter()
-        .filter_map(|(key, state)| state.commit_point().map(|point| (key.clone(), point)))
-        .collect();
-    let points: Vec<(String, i32, i64)> = points
-        .into_iter()
-        .map(|((topic, partition), point)| (topic, partition, point))
+        .filter_map(|((topic, partition), state)| {
+            state
+                .commit_point()
+                .map(|point| (topic.clone(), *partition, point))
+        })
         .collect();
     if let Err(error) = requests.commit(&points) {
         tracing::warn!(%error, "committing offsets failed");

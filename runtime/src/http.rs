@@ -16,6 +16,8 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::RuntimeError;
+
 /// Content type of the text exposition format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -40,9 +42,52 @@ impl Health {
     }
 }
 
+/// A service's `/metrics` and `/healthz`, served on their own task until [`stop`](Self::stop).
+#[derive(Debug)]
+pub struct MetricsServer {
+    address: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MetricsServer {
+    /// Binds `listen` and serves `registry` and `health`.
+    pub async fn start(
+        listen: SocketAddr,
+        registry: Registry,
+        health: Health,
+    ) -> Result<MetricsServer, RuntimeError> {
+        let (stop, stopped) = watch::channel(false);
+        let (address, task) = serve(listen, Arc::new(registry), health, stopped)
+            .await
+            .map_err(|error| RuntimeError::Io {
+                what: format!("serving /metrics on {listen}"),
+                error,
+            })?;
+        Ok(MetricsServer {
+            address,
+            stop,
+            task,
+        })
+    }
+
+    /// The bound address (useful when listening on port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Stops serving and waits for the task.
+    pub async fn stop(self) {
+        self.stop.send_replace(true);
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "the /metrics endpoint failed");
+        }
+    }
+}
+
 /// Binds `address` and serves `registry` and `health` until `shutdown` turns true. Returns
-/// the bound address (useful with port 0) and the serving task.
-pub async fn serve(
+/// the bound address and the serving task.
+async fn serve(
     address: SocketAddr,
     registry: Arc<Registry>,
     health: Health,

@@ -21,13 +21,10 @@ use opsloop_connectors::kafka::{
     RecordConsumerConfig, RecordStart, RecordWriter, SinkConfig, SourceBatch, SourceConfig,
 };
 use opsloop_connectors::metrics::ConnectorMetrics;
-use opsloop_correlator::Correlator;
 use opsloop_engine::checkpoint::{CheckpointStore, SourceOffset};
 use opsloop_engine::detector::{DetectorOptions, StreamTable, load_detectors, session_context};
 use opsloop_engine::runtime::Engine;
 use opsloop_engine::time::PartitionId;
-use opsloop_planner::Planner;
-use opsloop_predict::Predictor;
 use opsloop_schemas::ops::ActionOutcome;
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
 use prometheus_client::registry::Registry;
@@ -36,7 +33,7 @@ use tokio::sync::{mpsc, watch};
 use crate::RuntimeError;
 use crate::config::{RunConfig, SourceSection};
 use crate::events::Events;
-use crate::http::{self, Health};
+use crate::http::{Health, MetricsServer};
 use crate::notify::{Notifier, NotifyMetrics};
 use crate::runtime::{Checkpoints, Runtime, Stages, Totals};
 use crate::transport::{Input, Published, Transport};
@@ -64,9 +61,7 @@ pub fn stream_tables(sources: &[SourceSection]) -> Result<Vec<StreamTable>, Runt
 #[derive(Debug)]
 pub struct KafkaRun {
     runtime: Runtime<KafkaTransport>,
-    metrics_address: SocketAddr,
-    metrics_task: tokio::task::JoinHandle<()>,
-    stop: watch::Sender<bool>,
+    metrics: MetricsServer,
 }
 
 impl KafkaRun {
@@ -103,7 +98,8 @@ impl KafkaRun {
         }
         let store = CheckpointStore::open(&config.checkpoint.dir, config.checkpoint.retain)?;
         let mut resume: HashMap<String, HashMap<i32, i64>> = HashMap::new();
-        let (stages, last_id) = match store.latest()? {
+        let latest = store.latest()?;
+        let engine = match &latest {
             Some(checkpoint) => {
                 tracing::info!(id = checkpoint.manifest.id, "resuming from checkpoint");
                 for offset in &checkpoint.manifest.offsets {
@@ -112,31 +108,23 @@ impl KafkaRun {
                         .or_default()
                         .insert(offset.partition, offset.next_offset);
                 }
-                let engine = Engine::restore(
+                Engine::restore(
                     config.engine.watermark,
                     detectors,
-                    &checkpoint,
+                    checkpoint,
                     Instant::now(),
-                )?;
-                let stages = Stages::restore(
-                    engine,
-                    config.correlator.clone(),
-                    planner,
-                    config.predict.clone(),
-                    &checkpoint,
-                )?;
-                (stages, checkpoint.manifest.id)
+                )?
             }
-            None => (
-                Stages {
-                    engine: Engine::new(config.engine.watermark, detectors),
-                    correlator: Correlator::new(config.correlator.clone())?,
-                    planner: Planner::new(planner),
-                    predictor: Predictor::new(config.predict.clone())?,
-                },
-                0,
-            ),
+            None => Engine::new(config.engine.watermark, detectors),
         };
+        let stages = Stages::new(
+            engine,
+            config.correlator.clone(),
+            planner,
+            config.predict.clone(),
+            latest.as_ref(),
+        )?;
+        let last_id = latest.map_or(0, |checkpoint| checkpoint.manifest.id);
         stages.predictor.check_jobs().await?;
         tracing::info!(jobs = ?stages.predictor.job_names().collect::<Vec<_>>(), "forecast jobs planned");
 
@@ -147,22 +135,12 @@ impl KafkaRun {
             &config.notifications,
             NotifyMetrics::register(&mut registry),
         );
-        let (stop, stopped) = watch::channel(false);
-        let (metrics_address, metrics_task) = http::serve(
-            config.metrics.listen,
-            Arc::new(registry),
-            Health::default(),
-            stopped.clone(),
-        )
-        .await
-        .map_err(|error| RuntimeError::Io {
-            what: format!("serving /metrics on {}", config.metrics.listen),
-            error,
-        })?;
+        let metrics =
+            MetricsServer::start(config.metrics.listen, registry, Health::default()).await?;
         let transport = KafkaTransport::start(config, resume, &connector_metrics, notifier)?;
         let checkpoints = Checkpoints {
             store,
-            interval: Duration::from_millis(config.checkpoint.interval_ms.max(1)),
+            interval: Duration::from_millis(config.checkpoint.interval_ms),
             last_id,
         };
         let runtime = Runtime::new(
@@ -172,32 +150,19 @@ impl KafkaRun {
             events,
             Duration::from_millis(config.engine.tick_interval_ms),
         );
-        Ok(KafkaRun {
-            runtime,
-            metrics_address,
-            metrics_task,
-            stop,
-        })
+        Ok(KafkaRun { runtime, metrics })
     }
 
     /// Where `/metrics` and `/healthz` are served.
     pub fn metrics_address(&self) -> SocketAddr {
-        self.metrics_address
+        self.metrics.address()
     }
 
     /// Runs until `shutdown` (or a fatal error); a last checkpoint either way.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Totals, RuntimeError> {
-        let KafkaRun {
-            runtime,
-            metrics_task,
-            stop,
-            ..
-        } = self;
+        let KafkaRun { runtime, metrics } = self;
         let totals = runtime.run(shutdown).await;
-        stop.send_replace(true);
-        if let Err(error) = metrics_task.await {
-            tracing::error!(%error, "the /metrics endpoint failed");
-        }
+        metrics.stop().await;
         totals
     }
 }
@@ -378,7 +343,7 @@ impl Transport for KafkaTransport {
             Published::Incident(incident) => {
                 self.writer.send(&topics.incidents, incident).await?;
             }
-            Published::Notification(notification) => self.notifier.notify(notification.clone()),
+            Published::Notification(notification) => self.notifier.notify(*notification),
             Published::Remediation(event) => {
                 self.writer.send(&topics.remediation, event).await?;
             }

@@ -41,17 +41,17 @@ pub struct Stages {
 }
 
 impl Stages {
-    /// The correlator's, planner's and predictor's states from `checkpoint` (the engine's is
-    /// restored by the caller, which holds its detectors); a stage the checkpoint lacks
-    /// starts fresh.
-    pub fn restore(
+    /// The stages, with the correlator's, planner's and predictor's states from `checkpoint`
+    /// (the engine's is restored by the caller, which holds its detectors); a stage the
+    /// checkpoint lacks, or all without one, starts fresh.
+    pub fn new(
         engine: Engine,
         correlator: opsloop_correlator::CorrelatorConfig,
         planner: opsloop_planner::PlannerConfig,
         predictor: opsloop_predict::PredictorConfig,
-        checkpoint: &Checkpoint,
+        checkpoint: Option<&Checkpoint>,
     ) -> Result<Stages, RuntimeError> {
-        let state = |name: &str| checkpoint.states.get(name);
+        let state = |name: &str| checkpoint.and_then(|c| c.states.get(name));
         Ok(Stages {
             engine,
             correlator: match state(CORRELATOR_STATE) {
@@ -85,8 +85,7 @@ pub struct Totals {
     pub alerts: u64,
     pub incident_versions: u64,
     pub remediation_events: u64,
-    pub outcomes: u64,
-    /// The id of the last checkpoint written, 0 without checkpoints.
+    /// The id of the last checkpoint written (or restored from), 0 without checkpoints.
     pub checkpoint_id: u64,
 }
 
@@ -110,6 +109,16 @@ pub struct Runtime<T: Transport> {
     assigned: BTreeSet<PartitionId>,
     cycle: Option<InFlightCycle>,
     totals: Totals,
+}
+
+/// The next tick of `interval`; never without one.
+async fn next_tick(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves when the jobs in flight finish (never when none are), leaving the slot empty.
@@ -139,7 +148,6 @@ impl<T: Transport> Runtime<T> {
         events: Events,
         tick_interval: Duration,
     ) -> Self {
-        let checkpoint_id = checkpoints.as_ref().map_or(0, |c| c.last_id);
         Runtime {
             transport,
             stages,
@@ -148,10 +156,7 @@ impl<T: Transport> Runtime<T> {
             tick_interval: tick_interval.max(Duration::from_millis(1)),
             assigned: BTreeSet::new(),
             cycle: None,
-            totals: Totals {
-                checkpoint_id,
-                ..Totals::default()
-            },
+            totals: Totals::default(),
         }
     }
 
@@ -159,28 +164,27 @@ impl<T: Transport> Runtime<T> {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<Totals, RuntimeError> {
         let outcome = self.drive(shutdown).await;
         // Checkpoint what was done whatever happened, then stop the transport.
-        let last = if self.checkpoints.is_some() {
-            self.checkpoint(true).await
-        } else {
-            self.transport.flush().await.map(|_| ())
-        };
+        let last = self.checkpoint(true).await;
         let Runtime {
-            transport, totals, ..
+            transport,
+            checkpoints,
+            mut totals,
+            ..
         } = self;
         transport.close().await;
         outcome?;
         last?;
+        totals.checkpoint_id = checkpoints.map_or(0, |c| c.last_id);
         Ok(totals)
     }
 
     async fn drive(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), RuntimeError> {
         tokio::pin!(shutdown);
-        let mut checkpoints = tokio::time::interval(
-            self.checkpoints
-                .as_ref()
-                .map_or(Duration::from_secs(3600), |c| c.interval),
-        );
-        checkpoints.reset();
+        let mut checkpoints = self.checkpoints.as_ref().map(|c| {
+            let mut every = tokio::time::interval(c.interval.max(Duration::from_millis(1)));
+            every.reset();
+            every
+        });
         let mut ticks = tokio::time::interval(self.tick_interval);
         loop {
             tokio::select! {
@@ -203,7 +207,7 @@ impl<T: Transport> Runtime<T> {
                     let output = self.stages.engine.tick(Instant::now())?;
                     self.publish(output).await?;
                 }
-                _ = checkpoints.tick(), if self.checkpoints.is_some() => self.checkpoint(false).await?,
+                () = next_tick(checkpoints.as_mut()) => self.checkpoint(false).await?,
                 (now_us, started, forecasts) = jobs_finished(&mut self.cycle), if self.cycle.is_some() => {
                     self.predicted(now_us, started, forecasts).await?;
                 }
@@ -297,9 +301,9 @@ impl<T: Transport> Runtime<T> {
             }
         }
         self.totals.incident_versions += emitted.versions.len() as u64;
-        for notification in &emitted.notifications {
+        for notification in emitted.notifications {
             self.transport
-                .publish(Published::Notification(notification))
+                .publish(Published::Notification(Box::new(notification)))
                 .await?;
         }
         Ok(())
@@ -321,7 +325,6 @@ impl<T: Transport> Runtime<T> {
     /// correlator's judgement of it; every ending teaches the planner.
     async fn outcome(&mut self, outcome: &ActionOutcome) -> Result<(), RuntimeError> {
         self.events.outcome(outcome);
-        self.totals.outcomes += 1;
         if outcome.step == ActionStep::Executed
             && let Some(version) = self.stages.correlator.acknowledge(
                 &outcome.incident_id,
@@ -402,7 +405,6 @@ impl<T: Transport> Runtime<T> {
         if let Err(error) = self.transport.commit(last) {
             self.events.commit_failed(&error);
         }
-        self.totals.checkpoint_id = id;
         self.events
             .checkpoint_written(id, started.elapsed().as_secs_f64(), &path);
         Ok(())

@@ -37,7 +37,8 @@ pub enum Input {
 pub enum Published<'a> {
     Alert(&'a Alert),
     Incident(&'a Incident),
-    Notification(&'a Notification),
+    /// Handed over: the notifier sends it on its own thread.
+    Notification(Box<Notification>),
     Remediation(&'a RemediationEvent),
     Cycle(&'a CycleReport),
     Forecast(&'a Forecast),

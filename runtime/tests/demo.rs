@@ -126,3 +126,19 @@ async fn a_quiet_fleet_raises_nothing_and_an_unfixed_fault_runs_its_course() {
     );
     assert!(run.remediations.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_runs_the_same_however_the_tasks_are_scheduled() {
+    // Two runs at once, flat out, compete for the threads: the actions in flight and the
+    // simulation still move in lockstep.
+    let faults = [
+        "connection_exhaustion@db-1:+3m/15m",
+        "runaway_query@db-2:+4m/10m",
+    ];
+    let (first, second) = tokio::join!(demo(fleet(&faults), 25), demo(fleet(&faults), 25));
+    let ((first, _, first_steps), (second, _, second_steps)) = (first, second);
+    assert_eq!(first.report.faults, second.report.faults);
+    assert_eq!(first.remediations, second.remediations);
+    assert_eq!(first_steps, second_steps);
+    assert!(!first.remediations.is_empty(), "{:#?}", first.report);
+}

@@ -301,6 +301,21 @@ pub enum ActionStep {
 }
 
 impl ActionStep {
+    /// The step's name on the wire (`VERIFIED`, `ROLLED_BACK`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionStep::Planned => "PLANNED",
+            ActionStep::Approved => "APPROVED",
+            ActionStep::Rejected => "REJECTED",
+            ActionStep::Executed => "EXECUTED",
+            ActionStep::Verified => "VERIFIED",
+            ActionStep::RolledBack => "ROLLED_BACK",
+            ActionStep::Failed => "FAILED",
+            ActionStep::Skipped => "SKIPPED",
+            ActionStep::Refused => "REFUSED",
+        }
+    }
+
     /// Whether the action's life ends here.
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -409,4 +424,27 @@ pub struct DeadLetter {
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     pub time_us: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ActionStep;
+
+    #[test]
+    fn a_steps_name_is_its_name_on_the_wire() {
+        for step in [
+            ActionStep::Planned,
+            ActionStep::Approved,
+            ActionStep::Rejected,
+            ActionStep::Executed,
+            ActionStep::Verified,
+            ActionStep::RolledBack,
+            ActionStep::Failed,
+            ActionStep::Skipped,
+            ActionStep::Refused,
+        ] {
+            let wire = serde_json::to_string(&step).expect("serializes");
+            assert_eq!(wire, format!("\"{}\"", step.as_str()));
+        }
+    }
 }

@@ -164,7 +164,7 @@ fn outcome_line(outcome: &ActionOutcome) -> String {
     format!(
         "ACTION   {} {:<11} {:<30} {:<6} {}",
         clock(outcome.time_us),
-        format!("{:?}", outcome.step).to_uppercase(),
+        outcome.step.as_str(),
         outcome.template,
         outcome.target,
         outcome.detail

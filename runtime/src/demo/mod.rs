@@ -20,38 +20,38 @@ use std::time::{Duration, Instant};
 
 use opsloop_actions::TemplateId;
 use opsloop_actuator::{Actuator, ActuatorConfig, VerifyConfig};
-use opsloop_connectors::decode::{metric_samples_schema, record_schema};
 use opsloop_connectors::generate::{Fleet, FleetConfig};
-use opsloop_correlator::{Correlator, CorrelatorConfig};
+use opsloop_connectors::registry::SourceFormat;
+use opsloop_correlator::CorrelatorConfig;
 use opsloop_engine::detector::{
     Detector, DetectorOptions, DetectorPlan, StreamTable, load_detectors, session_context,
 };
 use opsloop_engine::runtime::Engine;
 use opsloop_engine::time::WatermarkConfig;
-use opsloop_planner::{Planner, PlannerConfig};
-use opsloop_predict::{CapacityResource, Predictor, PredictorConfig};
+use opsloop_planner::PlannerConfig;
+use opsloop_predict::{CapacityResource, PredictorConfig};
 use opsloop_schemas::ops::{
     ActionOutcome, Alert, CycleReport, Forecast, Incident, RemediationEvent,
 };
-use opsloop_schemas::telemetry::GpuSample;
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
 
-pub use self::report::{DemoReport, FaultReport, INCIDENT_GRACE_US, Recorder};
-pub use self::transport::DEMO_APPROVER;
+use self::report::Recorder;
+pub use self::report::{DemoReport, FaultReport};
 use self::transport::InProcessTransport;
-pub use self::twin::{FleetTwin, Remediation};
+use self::twin::FleetTwin;
+pub use self::twin::Remediation;
 use crate::RuntimeError;
 use crate::events::Events;
 use crate::runtime::{Runtime, Stages};
 use crate::transport::Status;
 
 /// The stream tables the detectors read, as `opsloop run`'s default sources name them.
-pub const METRICS_TABLE: &str = "db_metrics";
-pub const GPU_TABLE: &str = "gpu";
+pub(crate) const METRICS_TABLE: &str = "db_metrics";
+pub(crate) const GPU_TABLE: &str = "gpu";
 
 /// The detectors of the repository's `sql/`, built in so the demo runs from anywhere (a test
 /// checks the list against the folder).
-pub const BUILTIN_DETECTORS: &[(&str, &str)] = &[
+pub(crate) const BUILTIN_DETECTORS: &[(&str, &str)] = &[
     (
         "db_connection_saturation",
         include_str!("../../../sql/db_connection_saturation.sql"),
@@ -137,7 +137,7 @@ pub struct DemoRun {
 
 /// One-minute windows and a cycle every five minutes, so half an hour shows trends; disks of
 /// the simulated fleet (100 GB to 1.5 TB) against a 2 TB limit.
-pub fn predictor_config() -> PredictorConfig {
+pub(crate) fn predictor_config() -> PredictorConfig {
     PredictorConfig {
         cycle_interval_s: 300,
         window_s: 60,
@@ -153,15 +153,19 @@ pub fn predictor_config() -> PredictorConfig {
 }
 
 /// The stream tables of the demo's sources.
-pub fn stream_tables() -> Result<[StreamTable; 2], RuntimeError> {
+pub(crate) fn stream_tables() -> Result<[StreamTable; 2], RuntimeError> {
+    let table = |name: &str, format: SourceFormat| {
+        let (schema, event_time) = format.layout();
+        StreamTable::new(name, schema, event_time)
+    };
     Ok([
-        StreamTable::new(METRICS_TABLE, metric_samples_schema(), "time")?,
-        StreamTable::new(GPU_TABLE, record_schema::<GpuSample>(), "time_us")?,
+        table(METRICS_TABLE, SourceFormat::MetricBatch)?,
+        table(GPU_TABLE, SourceFormat::GpuSample)?,
     ])
 }
 
 /// The built-in detectors, or those of `dir`.
-pub fn detectors(
+pub(crate) fn detectors(
     dir: Option<&PathBuf>,
     watermarks: WatermarkConfig,
 ) -> Result<Vec<Detector>, RuntimeError> {
@@ -212,14 +216,20 @@ impl Demo {
             .saturating_add(i64::try_from(config.duration.as_micros()).unwrap_or(i64::MAX));
         let planner_key = run_key("planner");
         let approval_key = run_key("approvals");
-        let audit = tempfile_dir()?;
+        let audit = tempfile::Builder::new()
+            .prefix("opsloop-demo-")
+            .tempdir()
+            .map_err(|error| RuntimeError::Io {
+                what: "creating the demo's audit folder".to_owned(),
+                error,
+            })?;
         let (outcome_sender, outcomes) = tokio::sync::mpsc::unbounded_channel();
         let actuator = Actuator::new(
             ActuatorConfig {
                 allow: TemplateId::ALL.to_vec(),
                 planner_key: planner_key.clone(),
                 approval_key: approval_key.clone(),
-                audit_log: audit.join("audit.jsonl"),
+                audit_log: audit.path().join("audit.jsonl"),
                 // Wall time: the simulation runs far faster than the limits are meant for.
                 rate_per_s: 1_000.0,
                 burst: 100,
@@ -248,15 +258,16 @@ impl Demo {
             Box::new(observer),
             Arc::clone(&recorder),
         );
-        let stages = Stages {
-            engine: Engine::new(watermarks, detectors),
-            correlator: Correlator::new(CorrelatorConfig::default())?,
-            planner: Planner::new(PlannerConfig {
+        let stages = Stages::new(
+            Engine::new(watermarks, detectors),
+            CorrelatorConfig::default(),
+            PlannerConfig {
                 signing_key: planner_key,
                 ..PlannerConfig::default()
-            }),
-            predictor: Predictor::new(predictor_config())?,
-        };
+            },
+            predictor_config(),
+            None,
+        )?;
         let runtime = Runtime::new(
             transport,
             stages,
@@ -267,7 +278,6 @@ impl Demo {
         let started = Instant::now();
         runtime.run(std::future::pending()).await?;
         let wall_s = started.elapsed().as_secs_f64();
-        let _ = std::fs::remove_dir_all(&audit);
         let recorder = recorder
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -280,16 +290,6 @@ impl Demo {
             started_us,
         })
     }
-}
-
-/// A fresh folder for the run's audit log.
-fn tempfile_dir() -> Result<PathBuf, RuntimeError> {
-    let dir = std::env::temp_dir().join(format!("opsloop-demo-{}", run_key("audit")));
-    std::fs::create_dir_all(&dir).map_err(|error| RuntimeError::Io {
-        what: format!("creating {}", dir.display()),
-        error,
-    })?;
-    Ok(dir)
 }
 
 #[cfg(test)]

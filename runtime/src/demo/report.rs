@@ -35,11 +35,11 @@ use crate::transport::Status;
 
 /// How long after a fault's end an incident it caused may still open (detection and grouping
 /// take a few windows).
-pub const INCIDENT_GRACE_US: i64 = 10 * 60 * 1_000_000;
+pub(crate) const INCIDENT_GRACE_US: i64 = 10 * 60 * 1_000_000;
 
 /// What the demo saw, for the report.
 #[derive(Debug, Default)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     pub(super) samples: usize,
     alerts: Vec<(String, String, i64, i64)>,
     /// Incident id -> its latest version.
@@ -86,14 +86,14 @@ impl Recorder {
     }
 
     /// The incidents, latest versions, by opening time.
-    pub fn incidents(&self) -> Vec<&Incident> {
+    pub(crate) fn incidents(&self) -> Vec<&Incident> {
         let mut incidents: Vec<&Incident> = self.incidents.values().collect();
-        incidents.sort_by_key(|i| (i.opened_us, i.incident_id.clone()));
+        incidents.sort_by(|a, b| (a.opened_us, &a.incident_id).cmp(&(b.opened_us, &b.incident_id)));
         incidents
     }
 
     /// The report against `truth`, for a run that started at `started_us`.
-    pub fn report(&self, truth: &[FaultWindow], started_us: i64, wall_s: f64) -> DemoReport {
+    pub(crate) fn report(&self, truth: &[FaultWindow], started_us: i64, wall_s: f64) -> DemoReport {
         let seconds = |us: i64| (us - started_us) as f64 / 1e6;
         let mut alert_in_fault = vec![false; self.alerts.len()];
         let mut incident_in_fault: BTreeMap<&str, bool> = self
@@ -101,6 +101,7 @@ impl Recorder {
             .keys()
             .map(|id| (id.as_str(), false))
             .collect();
+        let incidents = self.incidents();
         let mut faults = Vec::new();
         for fault in truth {
             let mut first: Option<(i64, &str)> = None;
@@ -115,9 +116,9 @@ impl Recorder {
             }
             // Incidents of the fault's alerts: opened on its entities once it was detected.
             let caused: Vec<&Incident> = match first {
-                Some((detected_us, _)) => self
-                    .incidents()
-                    .into_iter()
+                Some((detected_us, _)) => incidents
+                    .iter()
+                    .copied()
                     .filter(|i| {
                         fault.entities.contains(&i.entity)
                             && (detected_us..fault.end_us + INCIDENT_GRACE_US)
@@ -159,7 +160,7 @@ impl Recorder {
                 failure_type: incident.map(|i| i.failure_type.clone()),
                 tier: incident.map(|i| format!("{:?}", i.tier)),
                 action_template: executed.map(|e| e.template.clone()),
-                outcome: last_step.map(step_name),
+                outcome: last_step.map(|step| step.as_str().to_owned()),
                 recovered_s: verified.map(|v| (v.time_us - fault.start_us) as f64 / 1e6),
             });
         }
@@ -183,21 +184,6 @@ impl Recorder {
             wall_s,
         }
     }
-}
-
-fn step_name(step: ActionStep) -> String {
-    match step {
-        ActionStep::Planned => "PLANNED",
-        ActionStep::Approved => "APPROVED",
-        ActionStep::Rejected => "REJECTED",
-        ActionStep::Executed => "EXECUTED",
-        ActionStep::Verified => "VERIFIED",
-        ActionStep::RolledBack => "ROLLED_BACK",
-        ActionStep::Failed => "FAILED",
-        ActionStep::Skipped => "SKIPPED",
-        ActionStep::Refused => "REFUSED",
-    }
-    .to_owned()
 }
 
 /// One scheduled fault and what the loop did about it; see the module docs.

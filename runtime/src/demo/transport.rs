@@ -7,11 +7,13 @@
 //! Approvals are granted at once, signed with the demo's key, and the observer is told.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 use opsloop_actions::seal;
+use opsloop_actuator::twin::Twin;
 use opsloop_actuator::{Actuator, Handled};
 use opsloop_connectors::decode::{
     AvroMetricBatchDecoder, AvroRecordDecoder, Decoder, RecordContext, RowBuilder,
@@ -30,7 +32,7 @@ use crate::RuntimeError;
 use crate::transport::{Input, Published, Status, Transport};
 
 /// Who the demo's automatic approvals are signed as.
-pub const DEMO_APPROVER: &str = "opsloop-demo";
+pub(crate) const DEMO_APPROVER: &str = "opsloop-demo";
 
 /// One topic partition in memory: records are encoded as a producer would, then decoded by
 /// the Kafka source's decoder into one micro-batch.
@@ -88,6 +90,18 @@ impl<D: Decoder> InProcessTopic<D> {
     }
 }
 
+/// How long the demo waits at most for its actions in flight before the next tick.
+const LOCKSTEP_PATIENCE: Duration = Duration::from_secs(1);
+
+/// One action in flight, counted until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The demo's transport; see the module docs.
 pub(super) struct InProcessTransport {
     twin: Arc<FleetTwin>,
@@ -97,21 +111,20 @@ pub(super) struct InProcessTransport {
     gpus: InProcessTopic<AvroRecordDecoder<GpuSample>>,
     queued: VecDeque<Input>,
     actuator: Arc<Actuator>,
+    /// Actions handed to the actuator and not finished.
+    in_flight: Arc<AtomicUsize>,
     outcomes: mpsc::UnboundedReceiver<ActionOutcome>,
     approval_key: Arc<Vec<u8>>,
     notices: mpsc::UnboundedSender<String>,
     notices_in: mpsc::UnboundedReceiver<String>,
     observer: Box<dyn FnMut(DemoEvent<'_>) + Send>,
     recorder: Arc<Mutex<Recorder>>,
-    /// Event time of the latest tick.
-    now_us: i64,
 }
 
 impl std::fmt::Debug for InProcessTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InProcessTransport")
             .field("end_us", &self.end_us)
-            .field("now_us", &self.now_us)
             .finish_non_exhaustive()
     }
 }
@@ -137,12 +150,12 @@ impl InProcessTransport {
                 AvroMetricBatchDecoder::new(codec.clone()),
             ),
             gpus: InProcessTopic::new(topics::GPU, codec.clone(), AvroRecordDecoder::new(codec)),
-            now_us: twin.time_us(),
             twin,
             end_us,
             tick_delay,
             queued: VecDeque::new(),
             actuator,
+            in_flight: Arc::new(AtomicUsize::new(0)),
             outcomes,
             approval_key: Arc::new(approval_key),
             notices,
@@ -164,12 +177,22 @@ impl InProcessTransport {
         Input::Outcome(outcome)
     }
 
+    /// Whether an action in flight has work to do before the simulation moves on: one that
+    /// neither settles on the twin nor waits for its verdict.
+    fn actions_busy(&self) -> bool {
+        let waiting = self.twin.waiting_for_ticks() + self.actuator.awaiting_verdicts();
+        self.in_flight.load(Ordering::SeqCst) > waiting
+    }
+
     /// Runs `event` on the actuator in its own task, approving it at once when it waits.
     fn act(&self, event: RemediationEvent) {
         let actuator = Arc::clone(&self.actuator);
         let key = Arc::clone(&self.approval_key);
         let notices = self.notices.clone();
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let in_flight = InFlight(Arc::clone(&self.in_flight));
         tokio::spawn(async move {
+            let _in_flight = in_flight;
             let handled = actuator.handle(event.clone()).await;
             if matches!(handled, Ok(Handled::AwaitingApproval)) {
                 let approval = seal::sign_approval(
@@ -210,10 +233,7 @@ impl Transport for InProcessTransport {
             if let Some(input) = self.queued.pop_front() {
                 return Ok(input);
             }
-            if self.tick_delay.is_zero() {
-                // Let the actions in flight move on the twin.
-                tokio::task::yield_now().await;
-            } else {
+            if !self.tick_delay.is_zero() {
                 tokio::select! {
                     outcome = self.outcomes.recv() => {
                         if let Some(outcome) = outcome {
@@ -223,11 +243,20 @@ impl Transport for InProcessTransport {
                     () = tokio::time::sleep(self.tick_delay) => {}
                 }
             }
+            // In lockstep: the next tick once every action in flight waits for the simulation
+            // (for long at the most, lest an action waiting on something else hold it up), so
+            // a run is the same however fast it goes and however busy the machine is.
+            let since = Instant::now();
+            while self.actions_busy() && since.elapsed() < LOCKSTEP_PATIENCE {
+                tokio::task::yield_now().await;
+            }
+            if let Ok(outcome) = self.outcomes.try_recv() {
+                return Ok(self.outcome(outcome));
+            }
             if self.twin.time_us() >= self.end_us {
                 return Ok(Input::End);
             }
             let tick = self.twin.tick();
-            self.now_us = tick.time_us;
             self.recorder().samples += tick.sample_count() - tick.features.len();
             let (rows, partition) = self.metrics.carry(&tick.metrics, tick.time_us)?;
             self.queued.push_back(Input::Batch {
@@ -276,7 +305,7 @@ impl Transport for InProcessTransport {
             recorder.samples
         };
         (self.observer)(DemoEvent::Status {
-            time_us: self.now_us,
+            time_us: Twin::now_us(&*self.twin),
             samples,
             status,
         });

@@ -52,15 +52,17 @@ struct State {
 
 /// The simulated fleet, ticked by the demo and acted on by the actuator; see the module docs.
 #[derive(Debug)]
-pub struct FleetTwin {
+pub(crate) struct FleetTwin {
     state: Mutex<State>,
     /// Event time of the latest tick.
     clock: watch::Sender<i64>,
     interval_us: i64,
+    /// The event times the actions settling on the twin wait for.
+    settling: Mutex<Vec<i64>>,
 }
 
 impl FleetTwin {
-    pub fn new(fleet: Fleet) -> FleetTwin {
+    pub(crate) fn new(fleet: Fleet) -> FleetTwin {
         let (clock, _) = watch::channel(fleet.time_us());
         FleetTwin {
             interval_us: fleet.interval_us(),
@@ -71,30 +73,36 @@ impl FleetTwin {
                 remediations: Vec::new(),
             }),
             clock,
+            settling: Mutex::new(Vec::new()),
         }
+    }
+
+    /// How many actions wait for the twin's clock to move on: those settling on it whose
+    /// time has not come.
+    pub(crate) fn waiting_for_ticks(&self) -> usize {
+        let now = *self.clock.borrow();
+        lock(&self.settling)
+            .iter()
+            .filter(|until| **until > now)
+            .count()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// The next tick of the fleet; its values become the twin's latest telemetry.
-    pub fn tick(&self) -> Tick {
+    pub(crate) fn tick(&self) -> Tick {
         let mut state = self.state();
         let tick = state.fleet.tick();
+        let State { latest, .. } = &mut *state;
         for batch in &tick.metrics {
-            let latest = state.latest.entry(batch.entity.clone()).or_default();
-            for sample in &batch.samples {
-                latest.insert(sample.name.clone(), sample.value);
-            }
+            let values = batch.samples.iter().map(|s| (&s.name, s.value));
+            keep_latest(latest, &batch.entity, values);
         }
         for gpu in &tick.gpus {
-            let latest = state.latest.entry(gpu.gpu_uuid.clone()).or_default();
-            for (field, value) in &gpu.fields {
-                latest.insert(field.clone(), *value);
-            }
+            let values = gpu.fields.iter().map(|(field, value)| (field, *value));
+            keep_latest(latest, &gpu.gpu_uuid, values);
         }
         drop(state);
         self.clock.send_replace(tick.time_us);
@@ -102,78 +110,99 @@ impl FleetTwin {
     }
 
     /// Event time of the next tick.
-    pub fn time_us(&self) -> i64 {
+    pub(crate) fn time_us(&self) -> i64 {
         self.state().fleet.time_us()
     }
 
-    pub fn ground_truth(&self) -> Vec<FaultWindow> {
+    pub(crate) fn ground_truth(&self) -> Vec<FaultWindow> {
         self.state().fleet.ground_truth().to_vec()
     }
 
-    pub fn remediations(&self) -> Vec<Remediation> {
+    pub(crate) fn remediations(&self) -> Vec<Remediation> {
         self.state().remediations.clone()
     }
+}
 
-    pub fn fleet_config(&self) -> opsloop_connectors::generate::FleetConfig {
-        self.state().fleet.config().clone()
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `values` as `entity`'s latest, allocating only for an entity or metric seen first.
+fn keep_latest<'a>(
+    latest: &mut HashMap<String, BTreeMap<String, f64>>,
+    entity: &str,
+    values: impl Iterator<Item = (&'a String, f64)>,
+) {
+    if !latest.contains_key(entity) {
+        latest.insert(entity.to_owned(), BTreeMap::new());
+    }
+    let Some(metrics) = latest.get_mut(entity) else {
+        return;
+    };
+    for (name, value) in values {
+        match metrics.get_mut(name) {
+            Some(kept) => *kept = value,
+            None => {
+                metrics.insert(name.clone(), value);
+            }
+        }
     }
 }
 
-/// The metric `action` should lower, and the least value at which it has something to do.
-fn watched(action: &Action) -> Option<(&'static str, f64)> {
-    Some(match action {
-        Action::CancelLongQueries { min_age_s } | Action::TerminateLongQueries { min_age_s } => {
-            ("db_longest_query_s", *min_age_s as f64)
-        }
-        Action::SetRoleStatementTimeout { timeout_ms, .. } => {
-            ("db_longest_query_s", *timeout_ms as f64 / 1000.0)
-        }
-        Action::TerminateBlockers { .. } => ("db_lock_waits", 0.0),
-        Action::ReindexConcurrently { .. } => ("db_index_bloat_ratio", 1.5),
-        Action::CreateIndexAdvised { .. } => ("db_seq_scans_per_s", 0.0),
-        Action::Vacuum { .. } => ("db_dead_tuples", 0.0),
-        Action::Analyze { .. } => ("db_query_latency_ms", 0.0),
-        Action::RefreshMaterializedView { .. } => ("db_matview_age_s", 0.0),
-        Action::TerminateIdleSessions { .. } => ("db_connections_active", 0.0),
-        Action::TerminateRoleSessions { .. } => ("db_rows_read_per_s", 0.0),
-        Action::Scale { delta, .. } if *delta > 0 => ("db_cpu_utilization_percent", 0.0),
-        Action::Scale { .. } => ("DCGM_FI_DEV_GPU_UTIL", 0.0),
-        Action::Retrain { .. } => ("model_error_rate", 0.0),
-        Action::DropIndex { .. }
-        | Action::ResetRoleStatementTimeout { .. }
-        | Action::Maintenance { .. }
-        | Action::CapacityPlan { .. }
-        | Action::Failover { .. } => return None,
-    })
+/// What an action does on the twin (the module docs' table).
+struct Effect {
+    /// The metric it should lower, and the least value at which it has something to do;
+    /// `None` for a request filed for people, which no telemetry shows.
+    watched: Option<(&'static str, f64)>,
+    /// The faults it ends on its target.
+    ends: &'static [FaultKind],
 }
 
-/// The faults `action` ends on its target.
-fn ends(action: &Action) -> &'static [FaultKind] {
-    match action {
-        Action::CancelLongQueries { .. }
-        | Action::TerminateLongQueries { .. }
-        | Action::SetRoleStatementTimeout { .. }
-        | Action::TerminateBlockers { .. } => &[FaultKind::RunawayQuery],
-        Action::ReindexConcurrently { .. } | Action::Vacuum { .. } => &[FaultKind::IndexBloat],
-        Action::CreateIndexAdvised { .. } => &[FaultKind::IndexDegradation],
-        Action::RefreshMaterializedView { .. } => &[FaultKind::StaleCache],
-        Action::TerminateIdleSessions { .. } => &[FaultKind::ConnectionExhaustion],
-        Action::TerminateRoleSessions { .. } => &[FaultKind::SecurityAnomaly],
-        Action::Scale { delta, .. } if *delta > 0 => &[
-            FaultKind::CpuSaturation,
-            FaultKind::MemoryPressure,
-            FaultKind::ConnectionExhaustion,
-            FaultKind::LatencySpike,
-        ],
-        Action::Scale { .. } => &[FaultKind::GpuUnderutilization],
-        Action::Retrain { .. } => &[FaultKind::DataDrift],
-        Action::Analyze { .. }
-        | Action::DropIndex { .. }
-        | Action::ResetRoleStatementTimeout { .. }
-        | Action::Maintenance { .. }
-        | Action::CapacityPlan { .. }
-        | Action::Failover { .. } => &[],
-    }
+fn effect(action: &Action) -> Effect {
+    use FaultKind::*;
+    let (watched, ends): (Option<(&'static str, f64)>, &'static [FaultKind]) = match action {
+        Action::CancelLongQueries { min_age_s } | Action::TerminateLongQueries { min_age_s } => (
+            Some(("db_longest_query_s", *min_age_s as f64)),
+            &[RunawayQuery],
+        ),
+        Action::SetRoleStatementTimeout { timeout_ms, .. } => (
+            Some(("db_longest_query_s", *timeout_ms as f64 / 1000.0)),
+            &[RunawayQuery],
+        ),
+        Action::TerminateBlockers { .. } => (Some(("db_lock_waits", 0.0)), &[RunawayQuery]),
+        Action::ReindexConcurrently { .. } => (Some(("db_index_bloat_ratio", 1.5)), &[IndexBloat]),
+        Action::CreateIndexAdvised { .. } => {
+            (Some(("db_seq_scans_per_s", 0.0)), &[IndexDegradation])
+        }
+        Action::Vacuum { .. } => (Some(("db_dead_tuples", 0.0)), &[IndexBloat]),
+        Action::Analyze { .. } => (Some(("db_query_latency_ms", 0.0)), &[]),
+        Action::RefreshMaterializedView { .. } => (Some(("db_matview_age_s", 0.0)), &[StaleCache]),
+        Action::TerminateIdleSessions { .. } => (
+            Some(("db_connections_active", 0.0)),
+            &[ConnectionExhaustion],
+        ),
+        Action::TerminateRoleSessions { .. } => {
+            (Some(("db_rows_read_per_s", 0.0)), &[SecurityAnomaly])
+        }
+        Action::Scale { delta, .. } if *delta > 0 => (
+            Some(("db_cpu_utilization_percent", 0.0)),
+            &[
+                CpuSaturation,
+                MemoryPressure,
+                ConnectionExhaustion,
+                LatencySpike,
+            ],
+        ),
+        Action::Scale { .. } => (Some(("DCGM_FI_DEV_GPU_UTIL", 0.0)), &[GpuUnderutilization]),
+        Action::Retrain { .. } => (Some(("model_error_rate", 0.0)), &[DataDrift]),
+        Action::DropIndex { .. } | Action::ResetRoleStatementTimeout { .. } => (None, &[]),
+        Action::Maintenance { .. } | Action::CapacityPlan { .. } | Action::Failover { .. } => {
+            (None, &[])
+        }
+    };
+    Effect { watched, ends }
 }
 
 impl Twin for FleetTwin {
@@ -183,7 +212,7 @@ impl Twin for FleetTwin {
 
     fn probe(&self, target: &str, action: &Action) -> Option<Probe> {
         let state = self.state();
-        let Some((metric, acts_over)) = watched(action) else {
+        let Some((metric, acts_over)) = effect(action).watched else {
             let pending = !state
                 .filed
                 .contains(&(target.to_owned(), action.template().as_str()));
@@ -213,10 +242,11 @@ impl Twin for FleetTwin {
             return Err(format!("no entity {target} in the fleet"));
         }
         let template = action.template().as_str();
-        if watched(action).is_none() {
+        let effect = effect(action);
+        if effect.watched.is_none() {
             state.filed.insert((target.to_owned(), template));
         }
-        let ended = state.fleet.remediate(target, ends(action), at_us);
+        let ended = state.fleet.remediate(target, effect.ends, at_us);
         let done = if ended.is_empty() {
             format!("{template} on {target}: no fault there that it answers")
         } else {
@@ -236,8 +266,13 @@ impl Twin for FleetTwin {
         // Two ticks after now: the first whole interval after the action.
         let until = self.now_us() + 2 * self.interval_us;
         let mut clock = self.clock.subscribe();
+        lock(&self.settling).push(until);
         Box::pin(async move {
             let _ = clock.wait_for(|now| *now >= until).await;
+            let mut settling = lock(&self.settling);
+            if let Some(index) = settling.iter().position(|u| *u == until) {
+                settling.swap_remove(index);
+            }
         })
     }
 }

@@ -908,7 +908,9 @@ async fn proactive_plans_reach_the_remediation_topic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_action_outcome_that_does_not_decode_goes_to_the_dead_letter_topic() {
-    use opsloop_connectors::kafka::{OutgoingRecord, TopicRequest, create_topics};
+    use opsloop_connectors::kafka::{
+        OutgoingRecord, TopicRequest, create_topics, dead_letter_headers,
+    };
     use rdkafka::message::Headers;
 
     let broker = TestBroker::start().await.expect("broker");
@@ -970,8 +972,8 @@ async fn an_action_outcome_that_does_not_decode_goes_to_the_dead_letter_topic() 
                     })
                 };
                 Some((
-                    header("opsloop.dlq.source_topic")?,
-                    header("opsloop.dlq.reason_code")?,
+                    header(dead_letter_headers::SOURCE_TOPIC)?,
+                    header(dead_letter_headers::REASON_CODE)?,
                 ))
             })
         });

@@ -188,7 +188,6 @@ impl ActuateService {
         let requests = RecordConsumer::start(
             &kafka,
             RecordConsumerConfig {
-                name: "actuate".to_owned(),
                 group_id: config.kafka.group_id.clone(),
                 topics: vec![
                     config.topics.remediation.clone(),
@@ -203,7 +202,6 @@ impl ActuateService {
         let incidents = RecordConsumer::start(
             &kafka,
             RecordConsumerConfig {
-                name: "actuate.incidents".to_owned(),
                 group_id: format!("{}.incidents", config.kafka.group_id),
                 topics: vec![config.topics.incidents.clone()],
                 start: RecordStart::Since(Duration::from_secs(config.group.incidents_lookback_s)),

@@ -6,7 +6,8 @@
 //! batches are forwarded into one channel; records the latest checkpoint covers are skipped.
 //! Everything published goes through one idempotent writer (`acks=all`), notifications to
 //! Alertmanager and webhooks on the notifier's thread. Actuators' outcomes are read from the
-//! newest on; one that does not decode is dead-lettered. A checkpoint's flush waits for every
+//! newest on, every partition by every instance (an instance takes those of the incidents it
+//! holds); one that does not decode is dead-lettered. A checkpoint's flush waits for every
 //! delivery; its commit commits each source's covered offsets.
 
 use std::collections::{BTreeSet, HashMap};
@@ -237,13 +238,14 @@ impl KafkaTransport {
                 stopped.clone(),
             )));
         }
+        // Every partition, not a group's share: the outcome of an action is for whichever
+        // instance holds its incident.
         let outcomes = RecordConsumer::start(
             &kafka,
             RecordConsumerConfig {
-                name: "actions".to_owned(),
                 group_id: format!("{}.actions", config.kafka.group_id),
                 topics: vec![config.planner.actions_topic.clone()],
-                start: RecordStart::Latest,
+                start: RecordStart::Since(Duration::ZERO),
             },
             codec.clone(),
             Some(DeadLetterWriter::new(

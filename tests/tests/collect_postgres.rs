@@ -80,6 +80,7 @@ async fn until_a_session_waits_for_a_lock(postgres: &TestPostgres) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    panic!("no session waited for a lock within 5 s");
 }
 
 async fn flush(client: &tokio_postgres::Client) {

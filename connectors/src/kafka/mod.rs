@@ -5,6 +5,7 @@
 mod admin;
 mod config;
 mod dead_letter;
+mod lookup;
 mod records;
 mod scan;
 mod sink;

@@ -4,9 +4,9 @@
 //! goes on; so does a record its reader refuses ([`RecordConsumer::dead_letter`]).
 //!
 //! Where reading starts ([`RecordStart`]): the group's committed offsets (a consumer group
-//! sharing the partitions, offsets committed by the reader), the newest records, or every
-//! partition from some time back (no group: each instance reads everything, e.g. every
-//! actuator reads the incidents' verdicts). A reader that must not write (a command-line
+//! sharing the partitions, offsets committed by the reader), or every partition from some
+//! time back, the newest records with none (no group: each instance reads everything, e.g.
+//! every actuator reads the incidents' verdicts, every `opsloop run` the action outcomes). A reader that must not write (a command-line
 //! lookup) has no dead-letter writer: what does not decode is logged and skipped.
 
 use std::time::Duration;
@@ -18,6 +18,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::config::KafkaConfig;
 use super::dead_letter::{DeadLetterWriter, EMPTY_PAYLOAD};
+use super::lookup::{offsets_at, partition_ids};
 use crate::ConnectorError;
 use crate::metrics::SourceMetrics;
 
@@ -27,8 +28,6 @@ pub enum RecordStart {
     /// A consumer group: the group's committed offsets, else the earliest record; the reader
     /// commits ([`RecordConsumer::commit`]).
     Committed,
-    /// A consumer group starting at the newest record when it has no committed offset.
-    Latest,
     /// Every partition, from records this long before now; no group.
     Since(Duration),
 }
@@ -36,8 +35,6 @@ pub enum RecordStart {
 /// A [`RecordConsumer`]'s settings.
 #[derive(Debug, Clone)]
 pub struct RecordConsumerConfig {
-    /// The name its metrics carry (`source` label).
-    pub name: String,
     pub group_id: String,
     pub topics: Vec<String>,
     pub start: RecordStart,
@@ -99,7 +96,7 @@ impl RecordConsumer {
     ) -> Result<Self, ConnectorError> {
         let reset = match config.start {
             RecordStart::Committed => "earliest",
-            RecordStart::Latest | RecordStart::Since(_) => "latest",
+            RecordStart::Since(_) => "latest",
         };
         let consumer: StreamConsumer = kafka
             .client_config()
@@ -117,7 +114,7 @@ impl RecordConsumer {
             assigned: false,
         };
         match consumer.config.start {
-            RecordStart::Committed | RecordStart::Latest => {
+            RecordStart::Committed => {
                 let topics: Vec<&str> = consumer.config.topics.iter().map(String::as_str).collect();
                 consumer
                     .consumer
@@ -125,66 +122,56 @@ impl RecordConsumer {
                     .map_err(ConnectorError::Kafka)?;
                 consumer.assigned = true;
             }
-            RecordStart::Since(_) => consumer.assign_since(),
+            RecordStart::Since(_) => consumer.assign_since_off_the_reactor(),
         }
         Ok(consumer)
     }
 
+    /// [`assign_since`](Self::assign_since) without stalling the async threads: its metadata
+    /// and offset lookups block for up to seconds each.
+    fn assign_since_off_the_reactor(&mut self) {
+        let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        if multi_thread {
+            tokio::task::block_in_place(|| self.assign_since());
+        } else {
+            self.assign_since();
+        }
+    }
+
     /// Assigns every partition of the topics from the start time; leaves it for the next read
-    /// when a topic is not there yet.
+    /// when a topic is not there yet. It blocks: see `assign_since_off_the_reactor`.
     fn assign_since(&mut self) {
         let RecordStart::Since(back) = self.config.start else {
             return;
         };
-        let start_ms = std::time::SystemTime::now()
+        let start_us = std::time::SystemTime::now()
             .checked_sub(back)
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let mut wanted = TopicPartitionList::new();
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let mut start = TopicPartitionList::new();
         for topic in &self.config.topics {
-            let metadata = match self.consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT) {
-                Ok(metadata) => metadata,
-                Err(error) => {
-                    tracing::debug!(%error, %topic, "no metadata yet");
+            let found = partition_ids(&self.consumer, topic, METADATA_TIMEOUT).and_then(|ids| {
+                let ids = ids.ok_or_else(|| "it does not exist yet".to_owned())?;
+                offsets_at(&self.consumer, topic, &ids, start_us, METADATA_TIMEOUT)
+            });
+            let offsets = match found {
+                Ok(offsets) => offsets,
+                Err(reason) => {
+                    tracing::debug!(%topic, %reason, "not assigned yet");
                     return;
                 }
             };
-            let partitions = metadata
-                .topics()
-                .iter()
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect::<Vec<_>>();
-            if partitions.is_empty() {
-                return;
-            }
-            for partition in partitions {
-                if wanted
-                    .add_partition_offset(topic, partition, Offset::Offset(start_ms))
+            for (partition, offset) in offsets {
+                // A partition with nothing that recent starts at its end.
+                let offset = offset.map_or(Offset::End, Offset::Offset);
+                if start
+                    .add_partition_offset(topic, partition, offset)
                     .is_err()
                 {
                     return;
                 }
-            }
-        }
-        let positions = match self.consumer.offsets_for_times(wanted, METADATA_TIMEOUT) {
-            Ok(positions) => positions,
-            Err(error) => {
-                tracing::debug!(%error, "offsets by time not available yet");
-                return;
-            }
-        };
-        // A partition with nothing that recent starts at its end.
-        let mut start = TopicPartitionList::new();
-        for element in positions.elements() {
-            let offset = match element.offset() {
-                Offset::Offset(offset) => Offset::Offset(offset),
-                _ => Offset::End,
-            };
-            if start
-                .add_partition_offset(element.topic(), element.partition(), offset)
-                .is_err()
-            {
-                return;
             }
         }
         match self.consumer.assign(&start) {
@@ -197,7 +184,7 @@ impl RecordConsumer {
     pub async fn next(&mut self) -> RecordMessage {
         loop {
             if !self.assigned {
-                self.assign_since();
+                self.assign_since_off_the_reactor();
                 if !self.assigned {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;

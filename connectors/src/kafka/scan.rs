@@ -1,8 +1,7 @@
 //! Bounded scans of a topic: every partition from a start position up to the high watermark
 //! read when the scan began. The scan assigns the partitions itself (no consumer group,
 //! nothing committed), so it never disturbs the pipeline's groups, and records published
-//! after it began are not read. `opsloop sql` builds its tables from scans; `opsloop approve`
-//! finds the action it approves in one.
+//! after it began are not read. `opsloop sql` builds its tables from scans.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -11,10 +10,10 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::config::KafkaConfig;
+use super::lookup::{offsets_at, partition_ids};
 use crate::ConnectorError;
 use crate::decode::parse_rfc3339_us;
 
@@ -169,29 +168,8 @@ impl TopicScan {
         consumer: &BaseConsumer,
         topic: &str,
     ) -> Result<Option<Vec<i32>>, ConnectorError> {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), self.timeout)
-            .map_err(|error| {
-                scan_error(
-                    topic,
-                    format!("fetching its metadata from {}: {error}", self.kafka.brokers),
-                )
-            })?;
-        let Some(entry) = metadata.topics().iter().find(|entry| entry.name() == topic) else {
-            return Ok(None);
-        };
-        if let Some(error) = entry.error() {
-            let code = RDKafkaErrorCode::from(error);
-            if code == RDKafkaErrorCode::UnknownTopicOrPartition {
-                return Ok(None);
-            }
-            return Err(scan_error(
-                topic,
-                format!("the broker answered the metadata request with: {code}"),
-            ));
-        }
-        let partitions: Vec<i32> = entry.partitions().iter().map(|p| p.id()).collect();
-        Ok((!partitions.is_empty()).then_some(partitions))
+        partition_ids(consumer, topic, self.timeout)
+            .map_err(|reason| scan_error(topic, format!("{reason} (from {})", self.kafka.brokers)))
     }
 
     /// Per partition: the first offset to read and the high watermark, the end (exclusive).
@@ -220,41 +198,16 @@ impl TopicScan {
                 .map(|(partition, low, high)| (partition, (high - count).max(low), high))
                 .collect(),
             StartPosition::Time(time_us) => {
-                // Record timestamps are milliseconds: the first whole millisecond at or after.
-                let time_ms = time_us.div_euclid(1000) + i64::from(time_us.rem_euclid(1000) > 0);
-                let mut query = TopicPartitionList::new();
-                for &(partition, ..) in &watermarks {
-                    query
-                        .add_partition_offset(topic, partition, Offset::Offset(time_ms))
-                        .map_err(ConnectorError::Kafka)?;
-                }
-                let found = consumer
-                    .offsets_for_times(query, self.timeout)
-                    .map_err(|error| {
-                        scan_error(topic, format!("looking up offsets by time: {error}"))
-                    })?;
+                let found = offsets_at(consumer, topic, partitions, time_us, self.timeout)
+                    .map_err(|reason| scan_error(topic, reason))?;
                 watermarks
                     .into_iter()
-                    .map(|(partition, low, high)| {
-                        // No record at or after the time: the partition is read from its end.
-                        let start = match found.find_partition(topic, partition) {
-                            Some(entry) => {
-                                entry.error().map_err(|error| {
-                                    scan_error(
-                                        topic,
-                                        format!("looking up {partition} by time: {error}"),
-                                    )
-                                })?;
-                                match entry.offset() {
-                                    Offset::Offset(offset) => offset.clamp(low, high),
-                                    _ => high,
-                                }
-                            }
-                            None => high,
-                        };
-                        Ok((partition, start, high))
+                    .zip(found)
+                    // No record at or after the time: the partition is read from its end.
+                    .map(|((partition, low, high), (_, start))| {
+                        (partition, start.map_or(high, |s| s.clamp(low, high)), high)
                     })
-                    .collect::<Result<_, ConnectorError>>()?
+                    .collect()
             }
         };
         Ok(bounds)

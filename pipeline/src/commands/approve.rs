@@ -109,7 +109,6 @@ async fn planned_entry(
     let mut reader = RecordConsumer::start(
         kafka,
         RecordConsumerConfig {
-            name: "approve".to_owned(),
             group_id: "opsloop-approve".to_owned(),
             topics: vec![args.actions_topic.clone()],
             start: RecordStart::Since(args.within),

@@ -136,6 +136,10 @@ struct Judged {
     after: BTreeMap<String, f64>,
 }
 
+fn twin_refused(reason: String) -> ActuatorError {
+    ActuatorError::Refused(format!("the twin refused: {reason}"))
+}
+
 /// The refusal of a signed `approval` for other content than its action's.
 fn mismatched(approval: &Approval) -> Refusal {
     Refusal::MismatchedApproval {
@@ -457,6 +461,13 @@ impl Actuator {
             .ok_or_else(|| ActuatorError::NoTarget(target.to_owned()))
     }
 
+    /// The reason a dry run gives for not running `action`; `None` when it is no dry run.
+    fn dry_run(&self, action: &Action) -> Option<String> {
+        self.config
+            .dry_run
+            .then(|| format!("dry run: would run {}", action.template()))
+    }
+
     fn operation_timeout(&self) -> Duration {
         Duration::from_secs(self.config.operation_timeout_s)
     }
@@ -550,10 +561,8 @@ impl Actuator {
             Some(reason)
         } else if assessment.saturated && event.band != SeverityBand::Emergency {
             Some("the target is saturated and this is no emergency".to_owned())
-        } else if self.config.dry_run {
-            Some(format!("dry run: would run {}", action.template()))
         } else {
-            None
+            self.dry_run(action)
         };
         if let Some(reason) = skip {
             self.record(event, ActionStep::Skipped, reason, &before, &none, true)?;
@@ -808,10 +817,8 @@ impl Actuator {
         };
         let skip = if before.value(before.eligible) <= 0.0 {
             Some(format!("nothing to fix: {} is 0", before.eligible))
-        } else if self.config.dry_run {
-            Some(format!("dry run: would run {}", action.template()))
         } else {
-            None
+            self.dry_run(action)
         };
         if let Some(reason) = skip {
             return self.record(
@@ -832,8 +839,7 @@ impl Actuator {
             &none,
             true,
         )?;
-        twin.apply(&event.target, action)
-            .map_err(|reason| ActuatorError::Refused(format!("the twin refused: {reason}")))?;
+        twin.apply(&event.target, action).map_err(twin_refused)?;
         twin.settle().await;
         let after = twin
             .probe(&event.target, action)
@@ -845,10 +851,7 @@ impl Actuator {
             admitted,
             judged,
             &before.metrics,
-            |rollback| async move {
-                twin.apply(&target, &rollback)
-                    .map_err(|reason| ActuatorError::Refused(format!("the twin refused: {reason}")))
-            },
+            |rollback| async move { twin.apply(&target, &rollback).map_err(twin_refused) },
         )
         .await?;
         Ok(())

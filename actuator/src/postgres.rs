@@ -127,8 +127,8 @@ async fn single(
     })
 }
 
-/// `action`'s probe, measured now (rates over `verify.window_ms`). `since`, a probe taken
-/// right after the action, is what write-dependent metrics count from.
+/// `action`'s probe, measured now (rates over `verify.window_ms`). `since`, the probe taken
+/// just before the action ran, is what write-dependent metrics count from.
 pub async fn probe(
     client: &Client,
     action: &Action,

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what opsloop's tests start by themselves: PostgreSQL 15 with the extensions the
 # actuators use, and the tansu Kafka-protocol broker. Skips whatever is already installed.
+# openssl makes the TLS tests' certificates; libssl-dev and pkg-config build the kafka-tls
+# feature (librdkafka with OpenSSL) that the lint step checks.
 set -euo pipefail
 
 TANSU_VERSION=0.6.0
 APT_PACKAGES=(
     postgresql-15 postgresql-contrib postgresql-15-hypopg postgresql-15-pg-qualstats
     prometheus-alertmanager build-essential python3 python3-venv
+    openssl libssl-dev pkg-config
 )
 
 as_root() {

@@ -28,6 +28,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "the Docker test profile compiles cleanly (clippy --features docker)"
 cargo clippy -p opsloop-tests --features docker --tests --locked -- -D warnings
 
+step "the Kafka TLS build compiles cleanly (clippy --features kafka-tls: librdkafka with OpenSSL)"
+cargo clippy -p opsloop-pipeline --features kafka-tls --locked -- -D warnings
+
 step "the Arroyo UDF plugins compile, one plugin per UDF (their own workspace and arrow)"
 for udf in $(sed -n 's/^\(opsloop_[a-z0-9_]*\) = \[\]$/\1/p' udfs/arroyo/Cargo.toml); do
     echo "  $udf"

@@ -238,7 +238,8 @@ pub const CATALOG: &[Template] = &[
     },
     Template {
         id: TemplateId::PgTerminateIdleSessions,
-        description: "pg_terminate_backend sessions idle in transaction longer than min_idle_s",
+        description: "pg_terminate_backend client sessions idle, or idle in transaction, longer \
+                      than min_idle_s: the connections they hold go back to the pool",
         executor: Executor::Postgres,
         params: &[integer("min_idle_s", 1, 86_400)],
         risk: 0.4,

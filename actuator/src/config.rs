@@ -37,7 +37,8 @@ pub struct ActuatorConfig {
     pub instance: Option<String>,
     /// Where the hash-chained audit log lives.
     pub audit_log: PathBuf,
-    /// PostgreSQL connection strings by target entity; `default_dsn` for the others.
+    /// PostgreSQL connection strings by target entity; `default_dsn` for the others. TLS as
+    /// their `sslmode` and `sslrootcert` say ([`opsloop_connectors::postgres`]).
     pub postgres: BTreeMap<String, String>,
     pub default_dsn: Option<String>,
     /// Base URLs of the webhook executors.

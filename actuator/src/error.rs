@@ -9,6 +9,9 @@ pub enum ActuatorError {
     Refused(String),
     #[error("PostgreSQL: {}", postgres_reason(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    /// The target's connection string, TLS files or server refused a session.
+    #[error("PostgreSQL: {0}")]
+    Connect(#[from] opsloop_connectors::postgres::PgConnectError),
     #[error("no PostgreSQL connection configured for target {0}")]
     NoTarget(String),
     #[error("webhook {url}: {reason}")]

@@ -11,7 +11,8 @@
 //! (`eligible`: nothing eligible, nothing to do), and context:
 //! reindex `index_bytes`; analyze `mod_since_analyze`; vacuum `dead_tuples`; cancel and
 //! terminate long queries `long_queries` (active client queries over the age that are not
-//! themselves waiting for a lock); terminate idle sessions `idle_in_transaction`; terminate
+//! themselves waiting for a lock); terminate idle sessions `idle_sessions` (client sessions idle,
+//! or idle in a transaction, over the limit; opsloop's own left alone); terminate
 //! blockers `blocked_backends` (eligible: `idle_blockers`, the sessions others wait for that sit
 //! idle in a transaction over the limit); refresh `unexplained_stale_rows` (rows in the view
 //! and not in its query or the reverse, less the base tables' writes since the refresh: a view
@@ -23,7 +24,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use opsloop_actions::{Action, Identifier, advised_index_name};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::{ActuatorError, VerifyConfig};
 
@@ -54,9 +55,11 @@ pub struct Assessment {
     pub advised_columns: Option<String>,
 }
 
-/// Connects to `dsn` with `statement_timeout` set; the connection is driven by a task.
+/// Connects to `dsn` (TLS as its `sslmode` and `sslrootcert` say,
+/// [`opsloop_connectors::postgres`]) with `statement_timeout` set; the connection is driven by
+/// a task.
 pub async fn connect(dsn: &str, timeout: Duration) -> Result<Client, ActuatorError> {
-    let (client, connection) = tokio_postgres::connect(dsn, NoTls).await?;
+    let (client, connection) = opsloop_connectors::postgres::connect(dsn).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(%error, "PostgreSQL connection ended");
@@ -93,9 +96,12 @@ const IDLE_BLOCKERS: &str = "FROM pg_stat_activity WHERE pid <> pg_backend_pid()
      AND pid IN (SELECT unnest(pg_blocking_pids(w.pid)) FROM pg_stat_activity w \
                  WHERE w.wait_event_type = 'Lock')";
 
-/// Sessions idle in a transaction longer than $1 seconds.
-const IDLE_SESSIONS: &str = "FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' \
-     AND pid <> pg_backend_pid() AND now() - state_change > make_interval(secs => $1)";
+/// Client sessions that hold a connection without using it: idle, or idle in a transaction,
+/// longer than $1 seconds; opsloop's own left alone.
+const IDLE_SESSIONS: &str = "FROM pg_stat_activity WHERE backend_type = 'client backend' \
+     AND (state = 'idle' OR state LIKE 'idle in transaction%') \
+     AND pid <> pg_backend_pid() AND application_name NOT LIKE 'opsloop%' \
+     AND now() - state_change > make_interval(secs => $1)";
 
 fn seconds(value: i64) -> f64 {
     value as f64
@@ -176,7 +182,7 @@ pub async fn probe(
             min_idle_s: threshold_s,
         } => {
             let (name, sessions) = if matches!(action, Action::TerminateIdleSessions { .. }) {
-                ("idle_in_transaction", IDLE_SESSIONS)
+                ("idle_sessions", IDLE_SESSIONS)
             } else {
                 ("long_queries", LONG_QUERIES)
             };

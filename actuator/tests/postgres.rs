@@ -601,7 +601,7 @@ async fn session_as(setup: &Setup, role: &str) -> Client {
         "host=127.0.0.1 port={} user={role} dbname=postgres",
         setup.postgres.port()
     );
-    let (client, connection) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+    let (client, connection) = opsloop_connectors::postgres::connect(&dsn)
         .await
         .expect("connect as role");
     tokio::spawn(connection);
@@ -1054,4 +1054,81 @@ async fn only_a_clear_symptom_verifies() {
         Some(&ActionStep::Failed),
         "{all:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_runs_over_verify_full_tls_and_a_server_the_ca_did_not_sign_fails_it() {
+    let setup = Setup {
+        postgres: TestPostgres::start_tls().await.expect("TLS postgres"),
+        dir: tempfile::tempdir().expect("dir"),
+    };
+    let tls = setup.postgres.tls().expect("certificates").clone();
+    let runaway = setup.client().await;
+    let sleeping = tokio::spawn(async move { runaway.batch_execute("SELECT pg_sleep(60)").await });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    // The CA of another deployment: the actuator must not act on this server.
+    let mut config = setup.config();
+    config.default_dsn = Some(format!(
+        "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+        setup.postgres.port(),
+        tls.other_ca_cert().display()
+    ));
+    let (actuator, mut outcomes) = setup.actuator(config);
+    let refused = event(
+        "cancel-wrong-ca",
+        "pg.cancel_long_queries",
+        &[("min_age_s", ParamValue::Long(1))],
+    );
+    actuator.handle(refused).await.expect("handled");
+    let all = drain(&mut outcomes);
+    let failed = all
+        .iter()
+        .find(|o| o.action_id == "cancel-wrong-ca" && o.step == ActionStep::Failed)
+        .unwrap_or_else(|| panic!("failed: {all:#?}"));
+    assert!(
+        failed.detail.contains("not signed by a CA in")
+            && failed.detail.contains("other-ca.crt")
+            && !all.iter().any(|o| o.step == ActionStep::Executed),
+        "{all:#?}"
+    );
+    assert!(!sleeping.is_finished(), "nothing ran");
+
+    // The right CA: verify-full, then the usual life of the action.
+    let mut config = setup.config();
+    config.audit_log = setup.dir.path().join("audit-tls.jsonl");
+    config.default_dsn = setup.postgres.tls_connection_string();
+    let (actuator, mut outcomes) = setup.actuator(config);
+    let cancel = event(
+        "cancel-over-tls",
+        "pg.cancel_long_queries",
+        &[("min_age_s", ParamValue::Long(1))],
+    );
+    actuator.handle(cancel).await.expect("handled");
+    let all = drain(&mut outcomes);
+    assert_eq!(
+        steps(&all, "cancel-over-tls"),
+        [
+            ActionStep::Planned,
+            ActionStep::Executed,
+            ActionStep::Verified
+        ],
+        "{all:#?}"
+    );
+    assert!(
+        sleeping.await.expect("task").is_err(),
+        "the runaway query was cancelled"
+    );
+    // Every session the actuator opened (its claim table among them) went over TLS.
+    let db = setup.client().await;
+    let plaintext: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.backend_type = 'client backend' AND NOT s.ssl",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert_eq!(plaintext, 0);
 }

@@ -17,6 +17,7 @@ mod error;
 pub mod generate;
 pub mod kafka;
 pub mod metrics;
+pub mod postgres;
 pub mod registry;
 
 pub use error::{ConnectorError, Retry};

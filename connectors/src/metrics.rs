@@ -3,13 +3,18 @@
 //!
 //! One [`ConnectorMetrics`] is registered per process; each source takes the handles for its
 //! own name with [`ConnectorMetrics::source`], so several sources in one process (metrics,
-//! GPU, logs) report separately.
+//! GPU, logs) report separately. The dead-letter events that are not routine — a dead letter
+//! stored truncated, one that could not be written — are logged in the same call that counts
+//! them (`SourceMetrics::dead_letter_truncated`, `SourceMetrics::dead_letter_failed`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::ConnectorError;
+use crate::kafka::DeadLetterOrigin;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct SourceLabel {
@@ -37,14 +42,18 @@ pub struct ConnectorMetrics {
     rows: Family<SourceLabel, Counter>,
     batches: Family<SourceLabel, Counter>,
     dead_letters: Family<DeadLetterLabels, Counter>,
+    dead_letters_truncated: Family<SourceLabel, Counter>,
+    dead_letter_failures: Family<DeadLetterLabels, Counter>,
     rebalances: Family<RebalanceLabels, Counter>,
     assigned_partitions: Family<SourceLabel, Gauge>,
 }
 
 impl ConnectorMetrics {
-    /// Creates the families and registers them in `registry`.
+    /// Creates the families and registers them in `registry`, with the process-wide count of
+    /// broker errors (`opsloop_kafka_broker_errors_total`).
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = ConnectorMetrics::default();
+        crate::kafka::register_broker_metrics(registry);
         registry.register(
             "opsloop_source_records",
             "Kafka records read",
@@ -76,6 +85,18 @@ impl ConnectorMetrics {
             metrics.dead_letters.clone(),
         );
         registry.register(
+            "opsloop_dead_letters_truncated",
+            "Dead letters stored as a prefix of the record, which was over the dead-letter \
+             payload limit (its size and SHA-256 are in the headers)",
+            metrics.dead_letters_truncated.clone(),
+        );
+        registry.register(
+            "opsloop_dead_letter_failures",
+            "Dead letters that could not be written, by reason; the record is skipped and \
+             reading goes on",
+            metrics.dead_letter_failures.clone(),
+        );
+        registry.register(
             "opsloop_source_rebalances",
             "Consumer-group rebalance events (assign, revoke, error)",
             metrics.rebalances.clone(),
@@ -101,7 +122,9 @@ impl ConnectorMetrics {
             rows: self.rows.get_or_create(&label).clone(),
             batches: self.batches.get_or_create(&label).clone(),
             assigned_partitions: self.assigned_partitions.get_or_create(&label).clone(),
+            dead_letters_truncated: self.dead_letters_truncated.get_or_create(&label).clone(),
             dead_letters: self.dead_letters.clone(),
+            dead_letter_failures: self.dead_letter_failures.clone(),
             rebalances: self.rebalances.clone(),
         }
     }
@@ -117,7 +140,9 @@ pub struct SourceMetrics {
     pub(crate) rows: Counter,
     pub(crate) batches: Counter,
     pub(crate) assigned_partitions: Gauge,
+    dead_letters_truncated: Counter,
     dead_letters: Family<DeadLetterLabels, Counter>,
+    dead_letter_failures: Family<DeadLetterLabels, Counter>,
     rebalances: Family<RebalanceLabels, Counter>,
 }
 
@@ -129,21 +154,67 @@ impl SourceMetrics {
 
     pub(crate) fn dead_letter(&self, reason: &str) {
         self.dead_letters
-            .get_or_create(&DeadLetterLabels {
-                source: self.name.clone(),
-                reason: reason.to_owned(),
-            })
+            .get_or_create(&self.reason_labels(reason))
             .inc();
     }
 
     /// Records dead-lettered for `reason` so far.
     pub fn dead_letters(&self, reason: &str) -> u64 {
         self.dead_letters
-            .get_or_create(&DeadLetterLabels {
-                source: self.name.clone(),
-                reason: reason.to_owned(),
-            })
+            .get_or_create(&self.reason_labels(reason))
             .get()
+    }
+
+    /// A record over the dead-letter payload limit, stored as its first `stored` bytes.
+    pub(crate) fn dead_letter_truncated(&self, origin: &DeadLetterOrigin, stored: usize) {
+        tracing::warn!(
+            source = %self.name,
+            topic = %origin.topic,
+            partition = origin.partition,
+            offset = origin.offset,
+            reason_code = %origin.reason_code,
+            size = origin.size,
+            stored,
+            "the record is too large to dead-letter whole: its first bytes are stored, with \
+             its size and SHA-256 in the headers"
+        );
+        self.dead_letters_truncated.inc();
+    }
+
+    /// A dead letter the producer refused or the brokers never acknowledged: the record is
+    /// skipped and reading goes on.
+    pub(crate) fn dead_letter_failed(&self, origin: &DeadLetterOrigin, error: &ConnectorError) {
+        tracing::error!(
+            source = %self.name,
+            topic = %origin.topic,
+            partition = origin.partition,
+            offset = origin.offset,
+            reason_code = %origin.reason_code,
+            %error,
+            "the dead letter could not be written; the record is skipped and reading goes on"
+        );
+        self.dead_letter_failures
+            .get_or_create(&self.reason_labels(&origin.reason_code))
+            .inc();
+    }
+
+    /// Dead letters stored truncated so far.
+    pub fn dead_letters_truncated(&self) -> u64 {
+        self.dead_letters_truncated.get()
+    }
+
+    /// Dead letters of `reason` that could not be written so far.
+    pub fn dead_letter_failures(&self, reason: &str) -> u64 {
+        self.dead_letter_failures
+            .get_or_create(&self.reason_labels(reason))
+            .get()
+    }
+
+    fn reason_labels(&self, reason: &str) -> DeadLetterLabels {
+        DeadLetterLabels {
+            source: self.name.clone(),
+            reason: reason.to_owned(),
+        }
     }
 
     pub(crate) fn rebalance(&self, event: &str) {
@@ -195,5 +266,40 @@ mod tests {
             "{text}"
         );
         assert_eq!(gpu.dead_letters("invalid_utf8"), 2);
+    }
+
+    #[test]
+    fn truncated_and_unwritten_dead_letters_are_exposed_per_source() {
+        let mut registry = Registry::default();
+        let metrics = ConnectorMetrics::register(&mut registry).source("metrics");
+        let origin = DeadLetterOrigin {
+            topic: "telemetry.metrics".to_owned(),
+            partition: 3,
+            offset: 7,
+            reason_code: "too_large".to_owned(),
+            size: 2 << 20,
+        };
+        metrics.dead_letter_truncated(&origin, 1024);
+        let refused = ConnectorError::Delivery {
+            topic: "ops.deadletter".to_owned(),
+            reason: "Message size too large".to_owned(),
+            retry: crate::Retry::Never,
+        };
+        metrics.dead_letter_failed(&origin, &refused);
+
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        assert!(
+            text.contains(r#"opsloop_dead_letters_truncated_total{source="metrics"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"opsloop_dead_letter_failures_total{source="metrics",reason="too_large"} 1"#
+            ),
+            "{text}"
+        );
+        assert_eq!(metrics.dead_letters_truncated(), 1);
+        assert_eq!(metrics.dead_letter_failures("too_large"), 1);
     }
 }

@@ -172,7 +172,8 @@ impl SourceFormat {
         }
     }
 
-    /// Starts a Kafka source of this format in `encoding` (checked first).
+    /// Starts a Kafka source of this format in `encoding` (checked first), its decoder
+    /// refusing records over [`SourceConfig::max_record_bytes`].
     pub fn start(
         self,
         encoding: SourceEncoding,
@@ -195,46 +196,47 @@ impl SourceFormat {
         } else {
             OtlpEncoding::Proto
         };
+        let max = config.max_record_bytes;
         let source = match self {
             SourceFormat::MetricBatch => KafkaSource::start(
                 kafka,
                 config,
-                AvroMetricBatchDecoder::new(codec()),
+                AvroMetricBatchDecoder::new(codec()).with_max_record_bytes(max),
                 dead_letters,
                 metrics,
             ),
             SourceFormat::JsonLines => KafkaSource::start(
                 kafka,
                 config,
-                JsonLinesDecoder::new(),
+                JsonLinesDecoder::new().with_max_record_bytes(max),
                 dead_letters,
                 metrics,
             ),
             SourceFormat::Prometheus => KafkaSource::start(
                 kafka,
                 config,
-                PrometheusTextDecoder::new(),
+                PrometheusTextDecoder::new().with_max_record_bytes(max),
                 dead_letters,
                 metrics,
             ),
             SourceFormat::OtlpMetrics => KafkaSource::start(
                 kafka,
                 config,
-                OtlpMetricsDecoder::new(otlp),
+                OtlpMetricsDecoder::new(otlp).with_max_record_bytes(max),
                 dead_letters,
                 metrics,
             ),
             SourceFormat::OtlpLogs => KafkaSource::start(
                 kafka,
                 config,
-                OtlpLogsDecoder::new(otlp),
+                OtlpLogsDecoder::new(otlp).with_max_record_bytes(max),
                 dead_letters,
                 metrics,
             ),
             SourceFormat::OtlpTraces => KafkaSource::start(
                 kafka,
                 config,
-                OtlpTracesDecoder::new(otlp),
+                OtlpTracesDecoder::new(otlp).with_max_record_bytes(max),
                 dead_letters,
                 metrics,
             ),
@@ -264,10 +266,11 @@ where
     T: AvroRecord + 'static,
     AvroRecordDecoder<T>: Decoder<Rows = RecordRows<T>>,
 {
+    let max = config.max_record_bytes;
     KafkaSource::start(
         kafka,
         config,
-        AvroRecordDecoder::<T>::new(codec),
+        AvroRecordDecoder::<T>::new(codec).with_max_record_bytes(max),
         dead_letters,
         metrics,
     )

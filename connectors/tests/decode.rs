@@ -1082,7 +1082,8 @@ fn records_over_the_size_limit_are_rejected_by_every_decoder() {
     assert_eq!(
         error.to_string(),
         "the record is 1048577 bytes, over the 1048576-byte limit for one record: split it into \
-         smaller batches or raise the decoder's max_record_bytes"
+         smaller batches, or raise the limit (max_record_bytes of the source's [[sources]] \
+         entry for opsloop run)"
     );
     assert!(
         decode_one(&mut PrometheusTextDecoder::new(), &huge[1..], &context())

@@ -1,10 +1,12 @@
 //! The source and sink through a real broker: every format end to end (Confluent Avro, JSON
 //! lines, a dcgm-exporter page, OTLP proto and JSON), a consumer group that
-//! loses a member mid-stream, and a corpus of bad records that all reach the dead-letter topic.
+//! loses a member mid-stream, a corpus of bad records that all reach the dead-letter topic
+//! (one too large for it stored truncated), dead letters that cannot be written, and records
+//! stamped a day ahead.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Float64Type;
@@ -22,10 +24,12 @@ use opsloop_connectors::decode::{
     OtlpTracesDecoder, PrometheusTextDecoder,
 };
 use opsloop_connectors::kafka::{
-    DeadLetterWriter, KafkaConfig, KafkaSink, KafkaSource, OutgoingRecord, SinkConfig, SourceBatch,
-    SourceConfig, dead_letter_headers,
+    BatchOffsets, DEAD_LETTER_MAX_PAYLOAD_BYTES, DeadLetterWriter, FUTURE_TIMESTAMP, KafkaConfig,
+    KafkaSink, KafkaSource, OutgoingRecord, SinkConfig, SourceBatch, SourceConfig,
+    dead_letter_headers,
 };
 use opsloop_connectors::metrics::SourceMetrics;
+use opsloop_schemas::ids::hex;
 use opsloop_schemas::telemetry::{MetricBatch, MetricSample};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat};
 use opsloop_tests::{TestBroker, unique_name};
@@ -33,6 +37,7 @@ use prost::Message as _;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
+use sha2::{Digest, Sha256};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -89,15 +94,28 @@ impl Harness {
         group: &str,
         decoder: D,
     ) -> (KafkaSource, SourceMetrics) {
+        let dead_letters = DeadLetterWriter::new(self.sink.clone(), &self.dead_letter_topic);
+        self.source_of(&[topic], group, decoder, dead_letters)
+    }
+
+    /// A source of `topics` writing its dead letters with `dead_letters`.
+    fn source_of<D: Decoder + 'static>(
+        &self,
+        topics: &[&str],
+        group: &str,
+        decoder: D,
+        dead_letters: DeadLetterWriter,
+    ) -> (KafkaSource, SourceMetrics) {
         let metrics = SourceMetrics::unregistered(&unique_name("source"));
-        let mut config = SourceConfig::new("test", vec![topic.to_owned()], group);
+        let topics = topics.iter().map(|&topic| topic.to_owned()).collect();
+        let mut config = SourceConfig::new("test", topics, group);
         config.max_batch_delay = Duration::from_millis(50);
         config.session_timeout = Duration::from_secs(6);
         let source = KafkaSource::start(
             &large_records(self.broker.kafka_config()),
             config,
             decoder,
-            DeadLetterWriter::new(self.sink.clone(), &self.dead_letter_topic),
+            dead_letters,
             metrics.clone(),
         )
         .expect("source starts");
@@ -111,8 +129,8 @@ impl Harness {
             .expect("delivered");
     }
 
-    /// Every dead letter: (reason code, source topic, payload length).
-    async fn dead_letters(&self, expected: usize) -> Vec<(String, String, usize)> {
+    /// The first `expected` dead letters, sorted.
+    async fn dead_letters(&self, expected: usize) -> Vec<Letter> {
         let consumer: StreamConsumer = self
             .broker
             .kafka_config()
@@ -142,6 +160,11 @@ impl Harness {
                     .parse()
                     .expect("decimal offset");
                 assert!(offset >= 0);
+                let payload = message.payload().unwrap_or_default().to_vec();
+                let size: usize = header(dead_letter_headers::SOURCE_SIZE)
+                    .parse()
+                    .expect("decimal size");
+                assert!(payload.len() <= size.min(DEAD_LETTER_MAX_PAYLOAD_BYTES));
                 assert!(!header(dead_letter_headers::REASON).is_empty());
                 assert_eq!(
                     message.key(),
@@ -149,11 +172,18 @@ impl Harness {
                     "dead letters are keyed by source topic"
                 );
                 assert!(!header(dead_letter_headers::SOURCE_KEY).is_empty());
-                letters.push((
-                    header(dead_letter_headers::REASON_CODE),
-                    header(dead_letter_headers::SOURCE_TOPIC),
-                    message.payload().map_or(0, <[u8]>::len),
-                ));
+                letters.push(Letter {
+                    reason_code: header(dead_letter_headers::REASON_CODE),
+                    topic: header(dead_letter_headers::SOURCE_TOPIC),
+                    partition: header(dead_letter_headers::SOURCE_PARTITION)
+                        .parse()
+                        .expect("decimal partition"),
+                    offset,
+                    size,
+                    sha256: header(dead_letter_headers::SOURCE_SHA256),
+                    reason: header(dead_letter_headers::REASON),
+                    payload,
+                });
             }
         })
         .await
@@ -161,6 +191,25 @@ impl Harness {
         letters.sort();
         letters
     }
+}
+
+/// A dead letter as read back from its topic.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Letter {
+    reason_code: String,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    /// The original record's size and SHA-256, from the headers.
+    size: usize,
+    sha256: String,
+    reason: String,
+    /// What the dead letter stores: the record, or its first bytes.
+    payload: Vec<u8>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 fn large_records(mut kafka: KafkaConfig) -> KafkaConfig {
@@ -270,8 +319,9 @@ async fn confluent_avro_metric_batches_arrive_keyed_and_whole() {
             *per_partition.entry(progress.partition).or_insert(0) += progress.records;
             // Event time comes from the samples (base + seq µs), not the record timestamps.
             assert!(
-                (1_795_003_200_000_000..1_795_003_200_000_200)
-                    .contains(&progress.max_event_time_us),
+                progress
+                    .max_event_time_us
+                    .is_some_and(|t| (1_795_003_200_000_000..1_795_003_200_000_200).contains(&t)),
                 "{progress:?}"
             );
         }
@@ -720,7 +770,7 @@ async fn malformed_records_reach_the_dead_letter_topic_and_the_good_ones_flow() 
     let letters = harness.dead_letters(9).await;
     let reasons: Vec<(&str, &str)> = letters
         .iter()
-        .map(|(reason, topic, _)| (reason.as_str(), topic.as_str()))
+        .map(|letter| (letter.reason_code.as_str(), letter.topic.as_str()))
         .collect();
     let mut expected = vec![
         ("bad_magic", avro_topic.as_str()),
@@ -737,13 +787,31 @@ async fn malformed_records_reach_the_dead_letter_topic_and_the_good_ones_flow() 
     assert_eq!(reasons, expected);
     let huge_letter = letters
         .iter()
-        .find(|(reason, _, _)| reason == "too_large")
+        .find(|letter| letter.reason_code == "too_large")
         .expect("the 10 MB record");
     assert_eq!(
-        huge_letter.2,
-        huge.len(),
-        "the dead letter keeps the original bytes"
+        (huge_letter.size, huge_letter.payload.len()),
+        (huge.len(), DEAD_LETTER_MAX_PAYLOAD_BYTES),
+        "a record over the dead-letter limit is stored as its first bytes, with its full size"
     );
+    assert_eq!(huge_letter.payload, huge[..DEAD_LETTER_MAX_PAYLOAD_BYTES]);
+    assert_eq!(
+        huge_letter.sha256,
+        sha256_hex(&huge),
+        "the hash is the whole record's"
+    );
+    assert_eq!(avro_metrics.dead_letters_truncated(), 1);
+    for letter in letters
+        .iter()
+        .filter(|letter| letter.reason_code != "too_large")
+    {
+        assert_eq!(
+            letter.payload.len(),
+            letter.size,
+            "small records are kept whole"
+        );
+        assert_eq!(letter.sha256, sha256_hex(&letter.payload));
+    }
     for source in [avro, text, page, otlp] {
         source.stop().await;
     }
@@ -769,4 +837,170 @@ async fn a_record_the_producer_cannot_send_fails_with_a_clear_fatal_error() {
         .expect("a record that fits is delivered");
     assert_eq!(delivered.partition, 0);
     assert!(delivered.offset >= 0);
+}
+
+#[tokio::test]
+async fn a_dead_letter_that_cannot_be_written_is_counted_and_reading_goes_on() {
+    let harness = Harness::start().await;
+    let topic = harness
+        .broker
+        .create_topic("poison", 1)
+        .await
+        .expect("topic");
+    let good = |seq| {
+        confluent()
+            .encode(&metric_batch("db-1", seq))
+            .expect("encode")
+    };
+    let mut bad = good(2);
+    bad[0] = 7;
+    for payload in [good(1), bad.clone(), good(3), bad, good(4)] {
+        harness.send(&topic, "db-1", &payload).await;
+    }
+    // Dead letters go to a topic that does not exist, and the writer gives up after one short
+    // attempt: every one of them fails.
+    let refusing = KafkaSink::new(
+        &harness.broker.kafka_config(),
+        SinkConfig {
+            max_attempts: 1,
+            attempt_timeout: Duration::from_secs(2),
+            ..SinkConfig::default()
+        },
+    )
+    .expect("sink");
+    let (mut source, metrics) = harness.source_of(
+        &[&topic],
+        &unique_name("group"),
+        AvroMetricBatchDecoder::new(confluent()),
+        DeadLetterWriter::new(refusing, unique_name("missing-deadletter")),
+    );
+
+    let batches = read_until(&mut source, |b| records(b) >= 5).await;
+    let seqs = &values_by_series(&batches)[&("db-1".to_owned(), "seq".to_owned())];
+    assert_eq!(seqs, &vec![1.0, 3.0, 4.0], "reading went on past both");
+    assert_eq!(metrics.dead_letters("bad_magic"), 2);
+    assert_eq!(
+        metrics.dead_letter_failures("bad_magic"),
+        2,
+        "each failed write is counted"
+    );
+    let offsets: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.offsets.partitions().map(|p| p.next_offset))
+        .collect();
+    assert_eq!(offsets.iter().max(), Some(&5), "every record is covered");
+    source.stop().await;
+}
+
+fn now_us() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_micros(),
+    )
+    .expect("fits")
+}
+
+#[tokio::test]
+async fn records_stamped_a_day_ahead_are_dead_lettered_and_never_reach_the_watermark() {
+    const DAY: i64 = 24 * 3_600_000_000;
+    let harness = Harness::start().await;
+    let mixed = harness
+        .broker
+        .create_topic("mixed", 1)
+        .await
+        .expect("topic");
+    let ahead = harness
+        .broker
+        .create_topic("ahead", 1)
+        .await
+        .expect("topic");
+    let now = now_us();
+    let stamped = |seq: usize, time_us: i64| {
+        let mut batch = metric_batch("db-1", seq);
+        for sample in &mut batch.samples {
+            sample.time_us = time_us;
+        }
+        confluent().encode(&batch).expect("encode")
+    };
+    harness
+        .send(&mixed, "db-1", &stamped(1, now - 2_000_000))
+        .await;
+    harness.send(&mixed, "db-1", &stamped(2, now + DAY)).await;
+    harness
+        .send(&mixed, "db-1", &stamped(3, now - 1_000_000))
+        .await;
+    harness.send(&ahead, "db-1", &stamped(4, now + DAY)).await;
+
+    let dead_letters = DeadLetterWriter::new(harness.sink.clone(), &harness.dead_letter_topic);
+    let (mut source, metrics) = harness.source_of(
+        &[&mixed, &ahead],
+        &unique_name("group"),
+        AvroMetricBatchDecoder::new(confluent()),
+        dead_letters,
+    );
+    let batches = read_until(&mut source, |b| records(b) >= 4).await;
+    let seqs = &values_by_series(&batches)[&("db-1".to_owned(), "seq".to_owned())];
+    assert_eq!(
+        seqs,
+        &vec![1.0, 3.0],
+        "the rows of records a day ahead are dropped"
+    );
+    assert_eq!(rows(&batches), 4);
+    assert_eq!(metrics.dead_letters(FUTURE_TIMESTAMP), 2);
+
+    let mut progress = BatchOffsets::default();
+    for batch in &batches {
+        progress.merge(&batch.offsets);
+    }
+    let by_topic: HashMap<&str, (i64, Option<i64>)> = progress
+        .partitions()
+        .map(|p| (&*p.topic, (p.next_offset, p.max_event_time_us)))
+        .collect();
+    assert_eq!(
+        by_topic[mixed.as_str()],
+        (3, Some(now - 1_000_000)),
+        "the partition's event time is its current records'"
+    );
+    assert_eq!(
+        by_topic[ahead.as_str()],
+        (1, None),
+        "covered, but with no event time to move the watermark"
+    );
+
+    let letters = harness.dead_letters(2).await;
+    let coordinates: Vec<(&str, &str, i32, i64)> = letters
+        .iter()
+        .map(|l| {
+            (
+                l.reason_code.as_str(),
+                l.topic.as_str(),
+                l.partition,
+                l.offset,
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        (FUTURE_TIMESTAMP, mixed.as_str(), 0, 1),
+        (FUTURE_TIMESTAMP, ahead.as_str(), 0, 0),
+    ];
+    expected.sort();
+    assert_eq!(coordinates, expected);
+    for letter in &letters {
+        let ahead_s: i64 = letter
+            .reason
+            .split(" s ahead")
+            .next()
+            .and_then(|before| before.rsplit(' ').next())
+            .and_then(|seconds| seconds.parse().ok())
+            .unwrap_or_else(|| panic!("how far ahead: {}", letter.reason));
+        assert!((86_300..=86_400).contains(&ahead_s), "{}", letter.reason);
+        assert!(
+            letter.reason.contains("max_future_skew_ms of 300000"),
+            "{}",
+            letter.reason
+        );
+    }
+    source.stop().await;
 }

@@ -4,7 +4,10 @@
 //! member type of an open incident of its group (or belongs to the pattern of one) joins it at
 //! once; any other waits in the group's pending set. Changes go out in flushes, as in
 //! Alertmanager: a new group's first flush comes `group_wait` after its first alert, later
-//! ones at least `group_interval` apart. A flush first lets pending alerts join open incidents,
+//! ones at least `group_interval` apart. Two kinds of alert do not wait for that rhythm: one no
+//! open incident would take is flushed `group_wait` after its own window, so an unrelated
+//! problem of the same database is not held back by a noisy incident; one whose severity
+//! reaches T1 is flushed at once when it opens an incident or raises one to T1. A flush first lets pending alerts join open incidents,
 //! then matches patterns over the pending alerts and the open standalone incidents (a
 //! standalone incident whose type completes a pattern is promoted, keeping its id), then opens
 //! one standalone incident per remaining alert type, then publishes a version of every
@@ -18,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use opsloop_schemas::ids::stable_id;
-use opsloop_schemas::ops::{Alert, Incident, IncidentState};
+use opsloop_schemas::ops::{Alert, Incident, IncidentState, Tier};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{CorrelatorConfig, PatternConfig};
@@ -347,6 +350,15 @@ impl Correlator {
                 None => changed.saturating_add(micros(self.config.group_wait)),
                 Some(last) => changed.max(last.saturating_add(micros(self.config.group_interval))),
             };
+            if let Some(sooner) = group
+                .pending
+                .iter()
+                .filter(|alert| !self.is_inhibited(alert))
+                .filter_map(|alert| self.own_due_us(group, alert))
+                .min()
+            {
+                due = due.min(sooner);
+            }
             // Pending alerts may complete an open incident's pattern: correlate them before
             // that incident would resolve, even if that is earlier than group_interval allows.
             if !group.pending.is_empty()
@@ -397,6 +409,29 @@ impl Correlator {
         next
     }
 
+    /// When `alert` must be correlated regardless of its group's rhythm: at once when it
+    /// brings T1 to an incident that is not T1 yet (or opens one), `group_wait` after its window
+    /// when no open incident would take it, so an unrelated problem of the same database does
+    /// not wait out the `group_interval` of the group's other incidents. `None` when it only
+    /// updates an incident and waits for the group's next flush.
+    fn own_due_us(&self, group: &Group, alert: &Alert) -> Option<i64> {
+        let home = home_of(&self.config, &group.incidents, &alert.alert_type)
+            .map(|index| &group.incidents[index]);
+        let critical = self.config.tier_of(alert.severity) == Tier::T1;
+        match home {
+            Some(incident) if critical && incident.record.tier != Tier::T1 => {
+                Some(alert.window_end_us)
+            }
+            Some(_) => None,
+            None if critical => Some(alert.window_end_us),
+            None => Some(
+                alert
+                    .window_end_us
+                    .saturating_add(micros(self.config.group_wait)),
+            ),
+        }
+    }
+
     fn unschedule(&mut self, key: &str) {
         if let Some(old) = self.due_of.remove(key)
             && let Some(keys) = self.due.get_mut(&old)
@@ -443,17 +478,7 @@ impl Correlator {
         // Alerts whose type an open incident holds, or whose pattern it is, join it.
         let mut unmatched = Vec::new();
         for alert in remaining {
-            let home = group
-                .incidents
-                .iter()
-                .position(|i| i.has_type(&alert.alert_type))
-                .or_else(|| {
-                    group.incidents.iter().position(|i| {
-                        pattern_named(&self.config, &i.record.pattern)
-                            .is_some_and(|p| p.alert_types.contains(&alert.alert_type))
-                    })
-                });
-            match home {
+            match home_of(&self.config, &group.incidents, &alert.alert_type) {
                 Some(index) => {
                     group.incidents[index].add(alert);
                 }
@@ -744,6 +769,24 @@ fn is_silenced(config: &CorrelatorConfig, members: &[Alert], at_us: i64) -> bool
             && !members.is_empty()
             && members.iter().all(|m| all_match(&silence.matchers, m))
     })
+}
+
+/// The open incident an alert of `alert_type` joins: the one holding that type, else one
+/// whose pattern names it.
+fn home_of(
+    config: &CorrelatorConfig,
+    incidents: &[OpenIncident],
+    alert_type: &str,
+) -> Option<usize> {
+    incidents
+        .iter()
+        .position(|i| i.has_type(alert_type))
+        .or_else(|| {
+            incidents.iter().position(|i| {
+                pattern_named(config, &i.record.pattern)
+                    .is_some_and(|p| p.alert_types.iter().any(|t| t == alert_type))
+            })
+        })
 }
 
 fn pattern_named<'c>(config: &'c CorrelatorConfig, name: &str) -> Option<&'c PatternConfig> {

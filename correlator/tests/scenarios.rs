@@ -267,24 +267,28 @@ fn a_standalone_incident_is_promoted_to_its_pattern_and_ranked_by_lead_lag() {
     }
     let promoted = correlator.advance(1_000 * S);
     let id = first.versions[0].incident_id.clone();
-    // The pending GPU alerts are correlated before the CPU incident would resolve (180 s +
-    // 3 windows = 360 s), keeping its id; then it resolves 3 windows after 240 s.
+    // No open incident holds the first GPU alert (window end 120 s): it is correlated
+    // group_wait later, not a group_interval after the CPU incident opened, and promotes that
+    // incident, keeping its id. The later GPU alerts update it before it would resolve; it
+    // resolves 3 windows after 240 s.
     assert_eq!(
         transitions(&promoted.versions),
         [
-            (id.clone(), 2, IncidentState::Updated, 360),
-            (id, 3, IncidentState::Resolved, 420),
+            (id.clone(), 2, IncidentState::Updated, 150),
+            (id.clone(), 3, IncidentState::Updated, 420),
+            (id, 4, IncidentState::Resolved, 420),
         ]
     );
-    let incident = &promoted.versions[0];
+    assert_eq!(promoted.versions[0].pattern, "resource_contention");
+    let incident = &promoted.versions[1];
     assert_eq!(incident.pattern, "resource_contention");
     assert_eq!(
         incident.alert_types,
         ["cpu_utilization_high", "gpu_utilization_low"]
     );
-    // 1 - 0.5 * 0.5 = 0.75 -> T2; escalated from T3 at 360 s: deadline min(24 h, 360 s + 1 h).
+    // 1 - 0.5 * 0.5 = 0.75 -> T2; escalated from T3 at 150 s: deadline min(24 h, 150 s + 1 h).
     assert_eq!(incident.tier, Tier::T2);
-    assert_eq!(incident.deadline_us, Some((360 + 3600) * S));
+    assert_eq!(incident.deadline_us, Some((150 + 3600) * S));
     // CPU: first onset, leads GPU by one window, the pattern's root: 0.5 + 0.3 + 0.2 = 1.0;
     // GPU: 0.5 * 1/2 = 0.25.
     let hypotheses = &incident.hypotheses;
@@ -532,4 +536,61 @@ fn a_restored_correlator_continues_where_the_snapshot_was_taken() {
     got.extend(resumed.advance(10_000 * S).versions);
     assert_eq!(got, expected);
     assert!(Correlator::restore(CorrelatorConfig::default(), b"not json").is_err());
+}
+
+#[test]
+fn a_critical_or_unrelated_alert_does_not_wait_for_its_groups_interval() {
+    let mut correlator = correlator("");
+    // A noisy latency incident opens at 60 s + group_wait; its group then flushes at most
+    // every 5 minutes.
+    let latency = run(
+        &mut correlator,
+        &[alert("query_latency_spike", "db-1", 0, 60, 0.5)],
+        100,
+    );
+    assert_eq!(transitions(&latency.versions)[0].2, IncidentState::Open);
+    assert_eq!(latency.versions[0].updated_us, 90 * S);
+
+    // A stale view, unrelated to latency spikes: group_wait after its own window, not 90 s +
+    // group_interval.
+    let stale = run(
+        &mut correlator,
+        &[alert("materialized_view_stale", "db-1", 60, 120, 0.5)],
+        200,
+    );
+    let opened: Vec<_> = stale
+        .versions
+        .iter()
+        .filter(|v| v.alert_types == ["materialized_view_stale"])
+        .collect();
+    assert_eq!(opened.len(), 1, "{:?}", transitions(&stale.versions));
+    assert_eq!(opened[0].updated_us, 150 * S);
+
+    // A runaway query at T1 severity opens its incident at the end of its window.
+    let runaway = run(
+        &mut correlator,
+        &[alert("runaway_query", "db-1", 150, 180, 0.85)],
+        180,
+    );
+    let critical: Vec<_> = runaway
+        .versions
+        .iter()
+        .filter(|v| v.alert_types.contains(&"runaway_query".to_owned()))
+        .collect();
+    assert_eq!(critical.len(), 1, "{:?}", transitions(&runaway.versions));
+    assert_eq!(critical[0].tier, Tier::T1);
+    assert_eq!(critical[0].updated_us, 180 * S);
+
+    // Another runaway window changes nothing urgent: its T1 incident is already T1, so the
+    // update waits for the group's interval.
+    let repeat = run(
+        &mut correlator,
+        &[alert("runaway_query", "db-1", 180, 210, 0.85)],
+        240,
+    );
+    assert!(
+        repeat.versions.is_empty(),
+        "{:?}",
+        transitions(&repeat.versions)
+    );
 }

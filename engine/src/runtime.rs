@@ -4,6 +4,9 @@
 //! [`Detector`]s: each micro-batch goes to the detectors reading its table, the partitions it
 //! came from advance the watermark, and every window the watermark closes becomes alerts.
 //! `opsloop run` feeds it from Kafka; the embedded demo from the fleet simulator in process.
+//! A step that moves the watermark further than
+//! [`WatermarkConfig::jump_warning_ms`](crate::time::WatermarkConfig::jump_warning_ms) is
+//! reported in its [`Output`] ([`WatermarkJump`]) for the caller to log and count.
 //! [`Engine::checkpoint`] and [`Engine::restore`] carry its whole state through a
 //! [`Checkpoint`].
 
@@ -35,6 +38,8 @@ pub struct Output {
     pub windows_fired: usize,
     /// Input rows too late for every window, per detector call.
     pub too_late_rows: usize,
+    /// The watermark moved further than the configured jump warning in this call.
+    pub watermark_jump: Option<WatermarkJump>,
 }
 
 impl Output {
@@ -42,7 +47,20 @@ impl Output {
         self.alerts.extend(other.alerts);
         self.windows_fired += other.windows_fired;
         self.too_late_rows += other.too_late_rows;
+        self.watermark_jump = self.watermark_jump.or(other.watermark_jump);
     }
+}
+
+/// One step of the watermark longer than
+/// [`WatermarkConfig::jump_warning_ms`](crate::time::WatermarkConfig::jump_warning_ms):
+/// typically every partition turning idle at once far apart, or a backlog read after a long
+/// stop. Every window it passed closed at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatermarkJump {
+    /// The watermark before the step, µs since the Unix epoch.
+    pub from_us: i64,
+    /// The watermark after it.
+    pub to_us: i64,
 }
 
 /// Gauges of the engine's state, for `/metrics` and the demo's live view.
@@ -134,6 +152,15 @@ impl Engine {
         };
         if self.fired_to.is_some_and(|fired| fired >= watermark) {
             return Ok(output);
+        }
+        if let (Some(from_us), Some(warning_us)) =
+            (self.fired_to, self.tracker.config().jump_warning_us())
+            && watermark.saturating_sub(from_us) > warning_us
+        {
+            output.watermark_jump = Some(WatermarkJump {
+                from_us,
+                to_us: watermark,
+            });
         }
         for detector in &mut self.detectors {
             for window in detector.on_watermark(watermark)? {

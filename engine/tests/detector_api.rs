@@ -270,20 +270,57 @@ fn alerts_default_the_score_and_keep_text_columns_as_labels() {
         Some("cluster-a")
     );
     assert_eq!(alerts[0].evidence.get("samples"), Some(&1.0));
-
-    let mut no_entity = detector_without_entity(
-        "SELECT count(*) AS n FROM db_metrics GROUP BY tumble(interval '1 minute')",
-    );
-    no_entity
-        .process_batch(&batch(&[Sample::new("db-1", "db_qps", 1.0, 5 * SECOND)]))
-        .expect("batch");
-    let results = no_entity.on_watermark(MINUTE).expect("watermark");
-    let error = results[0].alerts(0).expect_err("no entity column");
-    assert!(error.to_string().contains("entity"), "{error}");
 }
 
-fn detector_without_entity(sql: &str) -> Detector {
-    detector(sql, 0)
+#[test]
+fn a_detector_whose_rows_cannot_become_alerts_fails_start_up_naming_its_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("no_entity.sql"),
+        "SELECT count(*) AS n, 2.0 AS score FROM db_metrics GROUP BY tumble(interval '1 minute')",
+    )
+    .expect("write");
+    let error = load_detectors(
+        dir.path(),
+        &session_context(),
+        &[db_metrics()],
+        DetectorOptions::default(),
+    )
+    .expect_err("a detector without entity must fail the load");
+    assert!(matches!(error, DetectorError::Invalid { .. }), "{error:?}");
+    let message = error.to_string();
+    let path = dir.path().join("no_entity.sql");
+    assert!(
+        message.starts_with(&format!("detector {}: ", path.display())),
+        "{message}"
+    );
+    assert!(message.contains("no entity column"), "{message}");
+    assert!(
+        message.contains("the output columns are n, score"),
+        "{message}"
+    );
+
+    let cases = [
+        (
+            "SELECT value AS entity, count(*) AS n FROM db_metrics \
+             GROUP BY value, tumble(interval '1 minute')",
+            "the entity column is Float64, not a string",
+        ),
+        (
+            "SELECT entity, 'high' AS score FROM db_metrics \
+             GROUP BY entity, tumble(interval '1 minute')",
+            "the score column is Utf8, not a number",
+        ),
+        (
+            "SELECT entity, max(name) AS severity FROM db_metrics \
+             GROUP BY entity, tumble(interval '1 minute')",
+            "the severity column is Utf8, not a number",
+        ),
+    ];
+    for (sql, expected) in cases {
+        let message = plan_error(sql);
+        assert!(message.contains(expected), "{sql}\n  -> {message}");
+    }
 }
 
 #[test]

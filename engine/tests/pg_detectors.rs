@@ -72,15 +72,24 @@ fn seq_scan_increase_names_the_big_table_scanned_every_second() {
             rows,
             offset,
         ));
-        // Scanned often but small, and big but scanned once: both healthy.
-        samples.push(at("db-1", "pg_table_seq_scan_rate", &lookups, 50.0, offset));
+        samples.push(at(
+            "db-1",
+            "pg_table_live_tuples",
+            &orders,
+            100_000.0,
+            offset,
+        ));
+        // Scanned often and reading many rows in all, but small: the planner rightly scans it.
+        samples.push(at("db-1", "pg_table_seq_scan_rate", &lookups, 60.0, offset));
         samples.push(at(
             "db-1",
             "pg_table_seq_tup_read_rate",
             &lookups,
-            9_000.0,
+            12_000.0,
             offset,
         ));
+        samples.push(at("db-1", "pg_table_live_tuples", &lookups, 200.0, offset));
+        // Big, but scanned less than once a second.
         samples.push(at("db-2", "pg_table_seq_scan_rate", &orders, 0.5, offset));
         samples.push(at(
             "db-2",
@@ -89,6 +98,24 @@ fn seq_scan_increase_names_the_big_table_scanned_every_second() {
             1e6,
             offset,
         ));
+        samples.push(at("db-2", "pg_table_live_tuples", &orders, 2e6, offset));
+        // Big, and scanned whole in one interval only: an index build's or a refresh's scan.
+        let once = if offset == 5 { (2.0, 2e6) } else { (0.0, 0.0) };
+        samples.push(at(
+            "db-3",
+            "pg_table_seq_scan_rate",
+            &orders,
+            once.0,
+            offset,
+        ));
+        samples.push(at(
+            "db-3",
+            "pg_table_seq_tup_read_rate",
+            &orders,
+            once.1,
+            offset,
+        ));
+        samples.push(at("db-3", "pg_table_live_tuples", &orders, 4e6, offset));
     }
     let alerts = alerts("pg_seq_scan_increase", &samples);
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
@@ -221,4 +248,55 @@ fn matview_stale_fires_on_changed_base_rows_or_an_unpopulated_view() {
     assert!((alerts[0].score - 5.0).abs() < 1e-9);
     assert_eq!(alerts[0].evidence["staleness_rows"], 5_000.0);
     assert!((alerts[1].score - 1.0).abs() < 1e-9);
+}
+
+#[test]
+fn latency_spikes_need_a_sustained_level_and_an_absolute_floor() {
+    let mut samples = Vec::new();
+    for step in 0..120 {
+        let offset = step * 5;
+        let spiking = (60..84).contains(&step);
+        // A checkpoint's single slow collection on a fast workload: no spike.
+        let blip = if step == 70 { 45.0 } else { 0.05 };
+        samples.push(at("db-blip", "db_query_latency_ms", &[], blip, offset));
+        // Microseconds tripling for two minutes: a ratio, but under the floor.
+        let micro = if spiking { 0.2 } else { 0.05 };
+        samples.push(at("db-micro", "db_query_latency_ms", &[], micro, offset));
+        // Milliseconds quadrupling for two minutes: a spike.
+        let slow = if spiking { 12.0 } else { 3.0 };
+        samples.push(at("db-slow", "db_query_latency_ms", &[], slow, offset));
+    }
+    let alerts = alerts("db_latency_spike", &samples);
+    let entities: std::collections::BTreeSet<&str> =
+        alerts.iter().map(|a| a.entity.as_str()).collect();
+    assert_eq!(entities, ["db-slow"].into(), "{alerts:#?}");
+    assert!(alerts.iter().all(|a| a.alert_type == "query_latency_spike"));
+    assert!(
+        alerts.iter().any(|a| (a.score - 4.0).abs() < 0.1),
+        "{alerts:#?}"
+    );
+}
+
+#[test]
+fn connection_saturation_is_more_severe_the_closer_to_refusal() {
+    let mut samples = Vec::new();
+    for (entity, active) in [("db-near", 93.0), ("db-full", 97.0), ("db-fine", 80.0)] {
+        samples.push(at(entity, "db_connections_active", &[], active, 10));
+        samples.push(at(entity, "db_connections_max", &[], 97.0, 10));
+    }
+    let alerts = alerts("db_connection_saturation", &samples);
+    let severity = |entity: &str| {
+        let of: Vec<f64> = alerts
+            .iter()
+            .filter(|a| a.entity == entity)
+            .map(|a| a.severity)
+            .collect();
+        assert!(!of.is_empty(), "no alert for {entity}: {alerts:#?}");
+        of.into_iter().fold(f64::NAN, f64::max)
+    };
+    assert!(alerts.iter().all(|a| a.entity != "db-fine"), "{alerts:#?}");
+    // 93 of 97 is 95.9%: T2; all 97 taken: as severe as it gets.
+    let near = severity("db-near");
+    assert!((0.6..0.8).contains(&near), "{near}");
+    assert!((severity("db-full") - 1.0).abs() < 1e-9);
 }

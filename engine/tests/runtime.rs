@@ -1,6 +1,7 @@
 //! The engine end to end without a transport: per-partition watermarks close windows, SQL
-//! detectors turn them into alerts, and a checkpoint taken mid-stream restores an engine that
-//! emits exactly the alerts an uninterrupted one does.
+//! detectors turn them into alerts, a checkpoint taken mid-stream restores an engine that
+//! emits exactly the alerts an uninterrupted one does, and a watermark that leaps ahead is
+//! reported.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use opsloop_engine::checkpoint::{CheckpointStore, SourceOffset};
 use opsloop_engine::detector::{
     Detector, DetectorOptions, DetectorPlan, StreamTable, session_context,
 };
-use opsloop_engine::runtime::Engine;
+use opsloop_engine::runtime::{Engine, WatermarkJump};
 use opsloop_engine::time::{PartitionId, WatermarkConfig};
 
 const START_US: i64 = 1_795_003_200_000_000;
@@ -174,4 +175,63 @@ fn an_engine_restored_from_a_checkpoint_emits_the_same_alerts() {
     let unique: BTreeSet<String> = emitted.iter().cloned().collect();
     assert_eq!(unique.len(), emitted.len(), "no alert emitted twice");
     assert_eq!(unique, expected, "no alert lost");
+}
+
+#[test]
+fn a_watermark_step_past_the_jump_warning_is_reported_and_steady_steps_are_not() {
+    const TWO_HOURS: i64 = 2 * 3_600_000_000;
+    let batches = batches();
+    let now = Instant::now();
+    let ahead = |watermark: i64| {
+        [0, 1].map(|p| {
+            (
+                PartitionId::new("telemetry.metrics", p),
+                watermark + TWO_HOURS,
+            )
+        })
+    };
+    let no_rows = batches[0].0.slice(0, 0);
+
+    let mut engine = Engine::new(watermarks(), detectors());
+    for (rows, partitions) in &batches {
+        let output = engine
+            .process("db_metrics", rows, partitions, now)
+            .expect("processes");
+        assert_eq!(output.watermark_jump, None, "10 s steps are steady");
+    }
+    let before = engine.status().watermark_us.expect("a watermark");
+    let output = engine
+        .process("db_metrics", &no_rows, &ahead(before), now)
+        .expect("processes");
+    assert_eq!(
+        output.watermark_jump,
+        Some(WatermarkJump {
+            from_us: before,
+            to_us: before + TWO_HOURS - 2_000_000,
+        }),
+        "two hours in one step are over the default hour"
+    );
+    assert_eq!(
+        engine
+            .process("db_metrics", &no_rows, &ahead(before), now)
+            .expect("processes")
+            .watermark_jump,
+        None,
+        "reported once: the watermark stays"
+    );
+
+    let quiet = WatermarkConfig {
+        jump_warning_ms: 0,
+        ..watermarks()
+    };
+    let mut engine = Engine::new(quiet, detectors());
+    let (rows, partitions) = &batches[0];
+    engine
+        .process("db_metrics", rows, partitions, now)
+        .expect("processes");
+    let before = engine.status().watermark_us.expect("a watermark");
+    let output = engine
+        .process("db_metrics", &no_rows, &ahead(before), now)
+        .expect("processes");
+    assert_eq!(output.watermark_jump, None, "0 turns the report off");
 }

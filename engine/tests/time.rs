@@ -22,6 +22,7 @@ fn config(max_out_of_orderness_ms: u64, idle_timeout_ms: u64) -> WatermarkConfig
         max_out_of_orderness_ms,
         idle_timeout_ms,
         allowed_lateness_ms: 0,
+        ..WatermarkConfig::default()
     }
 }
 
@@ -43,6 +44,7 @@ fn config_defaults_fill_missing_fields_and_unknown_fields_are_rejected() {
             max_out_of_orderness_ms: 5_000,
             idle_timeout_ms: 30_000,
             allowed_lateness_ms: 60_000,
+            jump_warning_ms: 3_600_000,
         }
     );
     assert_eq!(parsed.max_out_of_orderness_us(), 5 * SECOND);
@@ -59,10 +61,16 @@ fn config_durations_saturate_and_zero_idle_timeout_turns_idleness_off() {
         max_out_of_orderness_ms: u64::MAX,
         idle_timeout_ms: 0,
         allowed_lateness_ms: u64::MAX / 1_000,
+        jump_warning_ms: 0,
     };
     assert_eq!(huge.max_out_of_orderness_us(), i64::MAX);
     assert_eq!(huge.allowed_lateness_us(), i64::MAX);
     assert_eq!(huge.idle_timeout(), None);
+    assert_eq!(huge.jump_warning_us(), None, "0 turns the jump report off");
+    assert_eq!(
+        WatermarkConfig::default().jump_warning_us(),
+        Some(3_600 * SECOND)
+    );
 }
 
 #[test]
@@ -326,6 +334,7 @@ fn the_tracker_classifies_with_its_watermark_and_allowed_lateness() {
         max_out_of_orderness_ms: 0,
         idle_timeout_ms: 30_000,
         allowed_lateness_ms: 5_000,
+        ..WatermarkConfig::default()
     });
     tracker.observe(&partition(0), T0 + 60 * SECOND, Instant::now());
     assert_eq!(

@@ -221,3 +221,130 @@ async fn collect_postgres_publishes_batches_the_seq_scan_detector_fires_on() {
         assert!(alert.evidence["seq_scans_per_s"] >= 1.0, "{alert:#?}");
     }
 }
+
+/// Runs `opsloop` with `args` to its end.
+async fn opsloop(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_opsloop"))
+            .args(&args)
+            .output()
+            .expect("opsloop runs")
+    })
+    .await
+    .expect("joined")
+}
+
+#[tokio::test]
+async fn collect_postgres_over_verify_full_tls_and_a_server_the_ca_did_not_sign_stops_it() {
+    let (broker, postgres) = tokio::join!(TestBroker::start(), TestPostgres::start_tls());
+    let (broker, postgres) = (broker.expect("broker"), postgres.expect("TLS postgres"));
+    let tls = postgres.tls().expect("certificates").clone();
+    let topic = broker
+        .create_topic("pg-metrics-tls", 1)
+        .await
+        .expect("topic");
+    let args = |ca: &Path| {
+        vec![
+            "collect".to_owned(),
+            "postgres".to_owned(),
+            "--dsn".to_owned(),
+            format!(
+                "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+                postgres.port(),
+                ca.display()
+            ),
+            "--interval".to_owned(),
+            "200ms".to_owned(),
+            "--collections".to_owned(),
+            "2".to_owned(),
+            "--brokers".to_owned(),
+            broker.bootstrap().to_owned(),
+            "--metrics-topic".to_owned(),
+            topic.clone(),
+        ]
+    };
+
+    let output = opsloop(args(&tls.ca_cert())).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "opsloop failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let entity = format!("localhost:{}/postgres", postgres.port());
+    assert!(
+        stdout.contains(&format!(
+            "2 collections of {entity} (0 failed), 2 records published"
+        )),
+        "{stdout}"
+    );
+    let records = read_records(&broker, &topic, 2);
+    let batch: MetricBatch = confluent().decode(&records[0].1).expect("a MetricBatch");
+    assert!(batch.samples.iter().any(|s| s.name == "pg_max_connections"));
+
+    // A certificate no trusted CA signed will not start working: the command stops at once.
+    let output = opsloop(args(&tls.other_ca_cert())).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("not signed by a CA in") && stderr.contains("other-ca.crt"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn collect_postgres_with_an_unreachable_broker_says_nothing_was_delivered() {
+    let postgres = TestPostgres::start().await.expect("postgres");
+    let args = vec![
+        "collect".to_owned(),
+        "postgres".to_owned(),
+        "--dsn".to_owned(),
+        postgres.connection_string(),
+        "--interval".to_owned(),
+        "200ms".to_owned(),
+        "--collections".to_owned(),
+        "2".to_owned(),
+        "--delivery-timeout".to_owned(),
+        "1s".to_owned(),
+        "--brokers".to_owned(),
+        "127.0.0.1:1".to_owned(),
+    ];
+    let started = Instant::now();
+    let output = opsloop(args).await;
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    // Two delivery timeouts and a backoff of one interval, not librdkafka's retries.
+    assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+    let entity = format!("127.0.0.1:{}/postgres", postgres.port());
+    for collection in 1..=2 {
+        assert!(
+            stdout.contains(&format!(
+                "collection {collection} of {entity} failed ({collection} so far): its records \
+                 were not delivered"
+            )),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("next collection in 200ms"), "{stdout}");
+    assert!(
+        !stdout.contains("samples from"),
+        "nothing reported as collected: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "2 collections of {entity} (2 failed, 2 not delivered), 0 records published"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("nothing was delivered: the brokers 127.0.0.1:1 acknowledged none"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("cannot reach the Kafka brokers").count(),
+        1,
+        "one warning: {stderr}"
+    );
+}

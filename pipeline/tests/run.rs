@@ -8,6 +8,9 @@
 //! - The correlator's incidents reach their topic, a real Alertmanager (grouped by its
 //!   route) and a webhook, the same versions everywhere.
 //! - The predictive cycle's proactive plans reach the remediation topic.
+//! - Poison input never stops the run: a 2 MB record is dead-lettered truncated with its size,
+//!   hash and coordinates, and a batch stamped a day ahead is dead-lettered without moving the
+//!   watermark; detection goes on over the records after them either way.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,7 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opsloop_connectors::generate::{FaultSpec, Fleet, FleetConfig};
-use opsloop_connectors::kafka::{KafkaSink, RecordWriter, SinkConfig};
+use opsloop_connectors::kafka::{
+    DEAD_LETTER_MAX_PAYLOAD_BYTES, Delivered, KafkaSink, OutgoingRecord, RecordWriter, SinkConfig,
+    dead_letter_headers,
+};
 use opsloop_schemas::ops::{
     Alert, CycleReport, Forecast, Incident, IncidentState, RemediationEvent, RemediationKind,
 };
@@ -24,7 +30,9 @@ use opsloop_schemas::telemetry::{MetricBatch, MetricSample};
 use opsloop_schemas::{AvroRecord, Codec, SchemaRegistry, WireFormat};
 use opsloop_tests::{TestAlertmanager, TestBroker, TestWebhook, unique_name};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -40,6 +48,11 @@ fn confluent() -> Codec {
 /// Twenty minutes of a twelve-database fleet, a tick every 10 s, with faults the latency and
 /// saturation detectors see; the metric batches of each tick.
 fn fleet_ticks() -> Vec<Vec<MetricBatch>> {
+    fleet_ticks_from(FleetConfig::default().start_time_us)
+}
+
+/// The fleet of [`fleet_ticks`], its first tick at `start_us`.
+fn fleet_ticks_from(start_us: i64) -> Vec<Vec<MetricBatch>> {
     let faults = [
         "latency_spike@db-1:+3m/4m",
         "connection_exhaustion@db-5:+5m/5m",
@@ -50,6 +63,7 @@ fn fleet_ticks() -> Vec<Vec<MetricBatch>> {
         databases: 12,
         gpu_hosts: 0,
         models: 0,
+        start_time_us: start_us,
         faults: faults
             .iter()
             .map(|spec| spec.parse::<FaultSpec>().expect("fault spec"))
@@ -212,7 +226,7 @@ impl Instance {
             .arg("run")
             .arg("--config")
             .arg(&config)
-            .env("RUST_LOG", "warn")
+            .env("OPSLOOP_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -315,6 +329,20 @@ fn read_alerts(broker: &TestBroker, topic: &str) -> Vec<Alert> {
 /// Every record of `topic`, decoded: read from the start until 2 s pass without a new one
 /// (the writers have all stopped, with their deliveries confirmed).
 fn read_records<T: AvroRecord>(broker: &TestBroker, topic: &str) -> Vec<T> {
+    let codec = confluent();
+    read_messages(broker, topic, PARTITIONS)
+        .iter()
+        .map(|message| {
+            codec
+                .decode(message.payload().expect("payload"))
+                .expect("a record of the topic's kind")
+        })
+        .collect()
+}
+
+/// Every record of the `partitions` of `topic`, as read from the start until 2 s pass without
+/// a new one.
+fn read_messages(broker: &TestBroker, topic: &str, partitions: i32) -> Vec<OwnedMessage> {
     let consumer: BaseConsumer = broker
         .kafka_config()
         .client_config()
@@ -323,13 +351,12 @@ fn read_records<T: AvroRecord>(broker: &TestBroker, topic: &str) -> Vec<T> {
         .create()
         .expect("consumer");
     let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
+    for partition in 0..partitions {
         assignment
             .add_partition_offset(topic, partition, Offset::Beginning)
             .expect("assignment");
     }
     consumer.assign(&assignment).expect("assign");
-    let codec = confluent();
     let mut records = Vec::new();
     let deadline = std::time::Instant::now() + WAIT;
     let mut last_seen = std::time::Instant::now();
@@ -341,11 +368,7 @@ fn read_records<T: AvroRecord>(broker: &TestBroker, topic: &str) -> Vec<T> {
         let Some(message) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
-        let message = message.expect("message");
-        let record: T = codec
-            .decode(message.payload().expect("payload"))
-            .expect("a record of the topic's kind");
-        records.push(record);
+        records.push(message.expect("message").detach());
         last_seen = std::time::Instant::now();
     }
     records
@@ -908,10 +931,7 @@ async fn proactive_plans_reach_the_remediation_topic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_action_outcome_that_does_not_decode_goes_to_the_dead_letter_topic() {
-    use opsloop_connectors::kafka::{
-        OutgoingRecord, TopicRequest, create_topics, dead_letter_headers,
-    };
-    use rdkafka::message::Headers;
+    use opsloop_connectors::kafka::{TopicRequest, create_topics};
 
     let broker = TestBroker::start().await.expect("broker");
     let topics = topics(&broker).await;
@@ -984,4 +1004,252 @@ async fn an_action_outcome_that_does_not_decode_goes_to_the_dead_letter_topic() 
     };
     assert_eq!(reason, "unknown_schema_id");
     instance.terminate().await;
+}
+
+const MINUTE_US: i64 = 60_000_000;
+
+fn now_us() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    i64::try_from(now.as_micros()).expect("fits")
+}
+
+/// `opsloop run` over twenty minutes of the test fleet ending five minutes ago, with `poison`
+/// on the metrics topic halfway through.
+struct PoisonedRun {
+    broker: TestBroker,
+    topics: Topics,
+    alerts_topic: String,
+    instance: Instance,
+    _dir: tempfile::TempDir,
+    /// Where the poison landed.
+    poison: Delivered,
+    /// The event time after the fleet's tenth minute, when the poison came.
+    poisoned_at_us: i64,
+    final_watermark_ms: i64,
+}
+
+impl PoisonedRun {
+    /// Publishes the fleet's first ten minutes, `poison` keyed by `key`, the last ten, and runs
+    /// until the watermark has reached the last tick.
+    async fn start(key: &str, poison: &[u8]) -> PoisonedRun {
+        let broker = TestBroker::start().await.expect("broker");
+        let topics = topics(&broker).await;
+        let dir = tempfile::tempdir().expect("dir");
+        let alerts_topic = broker
+            .create_topic("alerts-poison", PARTITIONS)
+            .await
+            .expect("topic");
+        let start_us = now_us() - 25 * MINUTE_US;
+        let ticks = fleet_ticks_from(start_us);
+        let (before, after) = ticks.split_at(60);
+        publish(&broker, &topics.metrics, before).await;
+        // A producer that sends records up to 16 MB, as a misconfigured one might.
+        let mut large = broker.kafka_config();
+        large
+            .properties
+            .insert("message.max.bytes".to_owned(), (16 << 20).to_string());
+        let sink = KafkaSink::new(&large, SinkConfig::default()).expect("sink");
+        let poison = sink
+            .send(OutgoingRecord::new(
+                &topics.metrics,
+                Some(key.as_bytes()),
+                poison,
+            ))
+            .await
+            .expect("the poison is on the topic");
+        publish(&broker, &topics.metrics, after).await;
+
+        let checkpoints = dir.path().join("checkpoints");
+        let setup = run_setup(
+            &broker,
+            &topics,
+            unique_name("poison"),
+            &alerts_topic,
+            &checkpoints,
+        );
+        let instance = Instance::start(&setup, dir.path()).await;
+        let final_watermark_ms = final_watermark_ms(&ticks);
+        instance
+            .wait_for(
+                "opsloop_watermark_seconds",
+                final_watermark_ms as f64 / 1000.0,
+            )
+            .await;
+        PoisonedRun {
+            broker,
+            topics,
+            alerts_topic,
+            instance,
+            _dir: dir,
+            poison,
+            poisoned_at_us: start_us + 10 * MINUTE_US,
+            final_watermark_ms,
+        }
+    }
+
+    /// Stops the run (which must exit cleanly) and checks that detection went on after the
+    /// poison (the latency spike of db-10, 13 minutes in, is alerted) and that the poison's one
+    /// dead letter names where it is.
+    async fn stop_and_check_detection(self) -> Stopped {
+        let PoisonedRun {
+            broker,
+            topics,
+            alerts_topic,
+            instance,
+            poison,
+            poisoned_at_us,
+            ..
+        } = self;
+        instance.terminate().await;
+        let alerts = read_alerts(&broker, &alerts_topic);
+        assert!(
+            alerts
+                .iter()
+                .any(|a| a.entity == "db-10" && a.window_end_us > poisoned_at_us + 3 * MINUTE_US),
+            "the fault after the poison is detected: {alerts:#?}"
+        );
+        let letters = read_messages(&broker, &topics.deadletter, 1);
+        assert_eq!(letters.len(), 1, "one dead letter, the poison's");
+        let letter = letters.into_iter().next().expect("one");
+        let header = |name: &str| dead_letter_header(&letter, name);
+        assert_eq!(
+            (
+                header(dead_letter_headers::SOURCE_TOPIC),
+                header(dead_letter_headers::SOURCE_PARTITION),
+                header(dead_letter_headers::SOURCE_OFFSET),
+            ),
+            (
+                topics.metrics.clone(),
+                poison.partition.to_string(),
+                poison.offset.to_string(),
+            ),
+            "the dead letter names where the poison is"
+        );
+        Stopped {
+            broker,
+            topics,
+            alerts,
+            letter,
+        }
+    }
+}
+
+/// What a [`PoisonedRun`] left.
+struct Stopped {
+    broker: TestBroker,
+    topics: Topics,
+    alerts: Vec<Alert>,
+    /// The poison's dead letter.
+    letter: OwnedMessage,
+}
+
+fn dead_letter_header(letter: &OwnedMessage, name: &str) -> String {
+    let headers = letter.headers().expect("dead letters carry headers");
+    let value = headers
+        .iter()
+        .find(|header| header.key == name)
+        .and_then(|header| header.value)
+        .unwrap_or_else(|| panic!("header {name}"));
+    String::from_utf8(value.to_vec()).expect("UTF-8 header")
+}
+
+/// A valid metric batch of `samples` latency samples of `entity` at `time_us`, each with a
+/// 100-byte label.
+fn latency_batch(entity: &str, samples: usize, time_us: i64) -> MetricBatch {
+    MetricBatch {
+        entity: entity.to_owned(),
+        source: "test".to_owned(),
+        samples: (0..samples)
+            .map(|i| MetricSample {
+                name: "db_query_latency_ms".to_owned(),
+                labels: BTreeMap::from([("query".to_owned(), format!("{i:0>100}"))]),
+                value: 900.0,
+                time_us,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2_mb_record_is_dead_lettered_truncated_and_the_run_goes_on() {
+    let oversized = confluent()
+        .encode(&latency_batch("db-3", 20_000, now_us() - 15 * MINUTE_US))
+        .expect("encodes");
+    assert!(oversized.len() > 2_000_000, "{}", oversized.len());
+    let run = PoisonedRun::start("db-3", &oversized).await;
+    let metric = |name: &'static str| run.instance.metric(name);
+    assert_eq!(
+        metric(r#"opsloop_dead_letters_total{source="metrics",reason="too_large"}"#).await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(r#"opsloop_dead_letters_truncated_total{source="metrics"}"#).await,
+        Some(1.0)
+    );
+    assert!(
+        metric("opsloop_dead_letter_failures_total")
+            .await
+            .is_none_or(|failures| failures == 0.0)
+    );
+    let letter = run.stop_and_check_detection().await.letter;
+    let header = |name: &str| dead_letter_header(&letter, name);
+    assert_eq!(header(dead_letter_headers::REASON_CODE), "too_large");
+    assert_eq!(
+        header(dead_letter_headers::SOURCE_SIZE),
+        oversized.len().to_string()
+    );
+    assert_eq!(
+        header(dead_letter_headers::SOURCE_SHA256),
+        opsloop_schemas::ids::hex(&Sha256::digest(&oversized)),
+        "the hash is the whole record's"
+    );
+    assert_eq!(header(dead_letter_headers::SOURCE_KEY), "db-3");
+    assert_eq!(
+        letter.payload(),
+        Some(&oversized[..DEAD_LETTER_MAX_PAYLOAD_BYTES]),
+        "the dead letter stores the record's first bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_stamped_a_day_ahead_is_dead_lettered_and_the_watermark_stays() {
+    let tomorrow = now_us() + 24 * 60 * MINUTE_US;
+    let ahead = confluent()
+        .encode(&latency_batch("db-3", 50, tomorrow))
+        .expect("encodes");
+    let run = PoisonedRun::start("db-3", &ahead).await;
+    let metric = |name: &'static str| run.instance.metric(name);
+    assert_eq!(
+        metric(r#"opsloop_dead_letters_total{source="metrics",reason="future_timestamp"}"#).await,
+        Some(1.0)
+    );
+    let watermark_s = metric("opsloop_watermark_seconds")
+        .await
+        .expect("a watermark");
+    assert!(
+        (watermark_s - run.final_watermark_ms as f64 / 1000.0).abs() < 1.0,
+        "the watermark is the fleet's, not tomorrow: {watermark_s}"
+    );
+    assert_eq!(metric("opsloop_watermark_jumps_total").await, Some(0.0));
+    let final_watermark_us = run.final_watermark_ms * 1000;
+    let stopped = run.stop_and_check_detection().await;
+    assert_eq!(
+        dead_letter_header(&stopped.letter, dead_letter_headers::REASON_CODE),
+        "future_timestamp"
+    );
+    for alert in &stopped.alerts {
+        assert!(
+            alert.window_end_us <= final_watermark_us,
+            "no window closed past the fleet's own time: {alert:?}"
+        );
+    }
+    let reports: Vec<CycleReport> = read_records(&stopped.broker, &stopped.topics.cycles);
+    for report in &reports {
+        assert!(
+            report.time_us <= final_watermark_us,
+            "no cycle report dated tomorrow: {report:?}"
+        );
+    }
 }

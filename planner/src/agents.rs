@@ -276,8 +276,8 @@ impl Agent for PerformanceAgent {
             proposals.extend(proposal(
                 kind,
                 format!(
-                    "connections are exhausted: reclaim sessions idle in a transaction over \
-                     {min_idle_s} s"
+                    "connections are exhausted: reclaim the client sessions idle (or idle in \
+                     a transaction) over {min_idle_s} s"
                 ),
                 Action::TerminateIdleSessions { min_idle_s },
                 incident,
@@ -340,24 +340,49 @@ impl Agent for ReliabilityAgent {
             incident.failure_type.as_str(),
             "resource_exhaustion" | "resource_contention"
         );
-        if pressured
-            && let Some(deployment) = config.deployments.get(&incident.entity)
-            && let Ok(name) = Identifier::new(deployment.as_str())
-        {
-            proposals.extend(proposal(
-                kind,
-                format!(
-                    "{} under pressure: one replica more for {deployment}",
-                    incident.entity
-                ),
-                Action::Scale {
-                    deployment: name,
-                    delta: 1,
-                },
-                incident,
-                "capacity",
-                (1.0, 1.0),
-            ));
+        let deployment = config
+            .deployments
+            .get(&incident.entity)
+            .and_then(|deployment| Identifier::new(deployment.as_str()).ok());
+        match deployment {
+            Some(deployment) if pressured => {
+                proposals.extend(proposal(
+                    kind,
+                    format!(
+                        "{} under pressure: one replica more for {deployment}",
+                        incident.entity
+                    ),
+                    Action::Scale {
+                        deployment,
+                        delta: 1,
+                    },
+                    incident,
+                    "capacity",
+                    (1.0, 1.0),
+                ));
+            }
+            // Nothing to scale here, and the fix in hand (reclaiming idle sessions) did not
+            // hold: ask the people who can add a pooler or capacity.
+            None if has_type(incident, "connection_saturation")
+                && incident.recurred_us.is_some() =>
+            {
+                proposals.extend(proposal(
+                    kind,
+                    format!(
+                        "{} refuses connections soon and has no deployment to scale: request \
+                         a connection pooler or more connections",
+                        incident.entity
+                    ),
+                    Action::CapacityPlan {
+                        resource: "connections".to_owned(),
+                        days: 1,
+                    },
+                    incident,
+                    "capacity",
+                    (1.0, 1.0),
+                ));
+            }
+            _ => {}
         }
         if incident.failure_type == "data_drift"
             && let Some(model) = incident.labels.get("model")

@@ -398,3 +398,31 @@ fn lock_blockers_are_ended_not_their_victims() {
     assert_eq!(blockers[0].params["min_idle_s"], ParamValue::Long(30));
     assert!(!blockers[0].approval_required);
 }
+
+#[test]
+fn exhausted_connections_reclaim_idle_sessions_then_ask_for_capacity() {
+    let mut planner = planner(AgentsConfig::default());
+    let saturated = incident("resource_exhaustion", &["connection_saturation"], 0.9, &[]);
+    let events = planner.plan(&saturated, 100);
+    assert_eq!(templates(&events), ["pg.terminate_idle_sessions"]);
+
+    // The sessions were reclaimed and the saturation came back: a pooler or more connections
+    // are needed, and nothing here can scale.
+    let recurred = Incident {
+        version: 3,
+        action_id: Some(events[0].action_id.clone()),
+        recurred_us: Some(400_000_000),
+        updated_us: 400_000_000,
+        ..saturated
+    };
+    let events = planner.plan(&recurred, 400);
+    let requests: Vec<&RemediationEvent> = events
+        .iter()
+        .filter(|e| e.template == "webhook.capacity_plan")
+        .collect();
+    assert_eq!(requests.len(), 1, "{:?}", templates(&events));
+    assert_eq!(
+        requests[0].params["resource"],
+        ParamValue::String("connections".into())
+    );
+}

@@ -1,6 +1,6 @@
 //! The loop's observable events, each logged (`tracing`) and counted (Prometheus) in one call
-//! of [`Events`]: alerts, incident versions, plans, escalations, outcomes, checkpoints,
-//! predictive cycles, and the engine's and correlator's gauges. Durations are in seconds. The
+//! of [`Events`]: alerts, watermark jumps, incident versions, plans, escalations, outcomes,
+//! checkpoints, predictive cycles, and the engine's and correlator's gauges. Durations are in seconds. The
 //! sources' own events (records in, dead letters) are the connectors'.
 
 use opsloop_correlator::CorrelatorStatus;
@@ -28,6 +28,7 @@ struct EngineMetrics {
     alerts: Counter,
     windows_fired: Counter,
     late_rows: Counter,
+    watermark_jumps: Counter,
     open_windows: Gauge,
     active_groups: Gauge,
     state_bytes: Gauge,
@@ -43,6 +44,7 @@ impl Default for EngineMetrics {
             alerts: Counter::default(),
             windows_fired: Counter::default(),
             late_rows: Counter::default(),
+            watermark_jumps: Counter::default(),
             open_windows: Gauge::default(),
             active_groups: Gauge::default(),
             state_bytes: Gauge::default(),
@@ -70,6 +72,11 @@ impl EngineMetrics {
                     "opsloop_late_rows",
                     "Rows too late for every window they fall in (the late side output)",
                     &m.late_rows,
+                ),
+                (
+                    "opsloop_watermark_jumps",
+                    "Steps of the watermark longer than [engine.watermark] jump_warning_ms",
+                    &m.watermark_jumps,
                 ),
             ],
         );
@@ -388,6 +395,16 @@ impl Events {
     pub(crate) fn engine(&self, output: &Output, status: &EngineStatus) {
         self.engine.record(output);
         self.engine.status(status);
+        if let Some(jump) = output.watermark_jump {
+            tracing::warn!(
+                from_us = jump.from_us,
+                to_us = jump.to_us,
+                seconds = (jump.to_us - jump.from_us) as f64 / 1e6,
+                "the watermark jumped: every window it passed closed at once, and records \
+                 still to come for them are late; check the sources' clocks"
+            );
+            self.engine.watermark_jumps.inc();
+        }
         for alert in &output.alerts {
             tracing::info!(
                 alert_id = %alert.alert_id,

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use opsloop_connectors::ConnectorError;
 use opsloop_connectors::kafka::{
     BatchOffsets, DeadLetterWriter, KafkaSink, KafkaSource, OffsetCommitter, RecordConsumer,
-    RecordConsumerConfig, RecordStart, RecordWriter, SinkConfig, SourceBatch, SourceConfig,
+    RecordConsumerConfig, RecordStart, RecordWriter, SinkConfig, SourceBatch,
 };
 use opsloop_connectors::metrics::ConnectorMetrics;
 use opsloop_engine::checkpoint::{CheckpointStore, SourceOffset};
@@ -212,11 +212,8 @@ impl KafkaTransport {
         let mut committers = Vec::new();
         let mut readers = Vec::new();
         for (index, source) in config.sources.iter().enumerate() {
-            let mut source_config = SourceConfig::new(
-                &source.name,
-                vec![source.topic.clone()],
-                format!("{}.{}", config.kafka.group_id, source.name),
-            );
+            let mut source_config =
+                source.source_config(format!("{}.{}", config.kafka.group_id, source.name));
             source_config.resume_from = resume.clone();
             let started = source
                 .format
@@ -313,14 +310,16 @@ impl Transport for KafkaTransport {
                         error,
                     })?;
                     self.covered[index].merge(&batch.offsets);
+                    // A partition whose every record was stamped too far ahead does not move
+                    // the watermark.
                     let partitions = batch
                         .offsets
                         .partitions()
-                        .map(|progress| {
-                            (
+                        .filter_map(|progress| {
+                            Some((
                                 PartitionId::new(Arc::clone(&progress.topic), progress.partition),
-                                progress.max_event_time_us,
-                            )
+                                progress.max_event_time_us?,
+                            ))
                         })
                         .collect();
                     return Ok(Input::Batch {

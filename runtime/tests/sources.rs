@@ -1,8 +1,9 @@
 //! Logs and spans as stream tables: the source registry's layouts feed detectors like metrics
-//! do, so `opsloop run` reads `telemetry.logs` and `telemetry.traces` with two `[[sources]]`.
+//! do, so `opsloop run` reads `telemetry.logs` and `telemetry.traces` with two `[[sources]]`;
+//! and what a `[[sources]]` entry sets of its Kafka source.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use opsloop_connectors::decode::{AvroRecordDecoder, Decoder, RecordContext, RowBuilder};
 use opsloop_connectors::registry::SourceFormat;
@@ -24,6 +25,8 @@ fn source(name: &str, format: SourceFormat) -> SourceSection {
         format,
         encoding: None,
         table: name.to_owned(),
+        max_record_bytes: 1 << 20,
+        max_future_skew_ms: 300_000,
     }
 }
 
@@ -132,5 +135,47 @@ fn logs_and_spans_feed_detectors_through_the_registry_layouts() {
             ("log_error_burst".to_owned(), "db-1".to_owned()),
             ("span_error_burst".to_owned(), "db-3".to_owned()),
         ]
+    );
+}
+
+#[test]
+fn a_source_entry_sets_its_record_limit_and_future_skew_and_zero_turns_the_check_off() {
+    let entry = |extra: &[(&str, serde_json::Value)]| {
+        let mut entry = serde_json::json!({
+            "name": "metrics",
+            "topic": "telemetry.metrics",
+            "format": "metric_batch",
+            "table": "db_metrics",
+        });
+        for (key, value) in extra {
+            entry[*key] = value.clone();
+        }
+        serde_json::from_value::<SourceSection>(entry)
+    };
+    let defaults = entry(&[])
+        .expect("every new key has a default")
+        .source_config("opsloop.metrics".to_owned());
+    assert_eq!(defaults.group_id, "opsloop.metrics");
+    assert_eq!(defaults.topics, ["telemetry.metrics"]);
+    assert_eq!(defaults.max_record_bytes, 1 << 20);
+    assert_eq!(defaults.max_future_skew, Some(Duration::from_secs(300)));
+
+    let set = entry(&[
+        ("max_record_bytes", 4_194_304.into()),
+        ("max_future_skew_ms", 60_000.into()),
+    ])
+    .expect("valid")
+    .source_config("g".to_owned());
+    assert_eq!(
+        (set.max_record_bytes, set.max_future_skew),
+        (4_194_304, Some(Duration::from_secs(60)))
+    );
+    let off = entry(&[("max_future_skew_ms", 0.into())])
+        .expect("valid")
+        .source_config("g".to_owned());
+    assert_eq!(off.max_future_skew, None, "0 turns the check off");
+    assert!(
+        entry(&[("max_record_size", 1.into())]).is_err(),
+        "a misspelt key is refused"
     );
 }

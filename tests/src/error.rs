@@ -29,6 +29,8 @@ pub enum HarnessError {
     Kafka(#[from] opsloop_connectors::ConnectorError),
     #[error("PostgreSQL connection failed: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL connection failed: {0}")]
+    PostgresConnect(#[from] opsloop_connectors::postgres::PgConnectError),
     #[cfg(feature = "docker")]
     #[error("could not start the Kafka container: {0}")]
     Container(#[from] testcontainers_modules::testcontainers::TestcontainersError),

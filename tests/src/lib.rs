@@ -4,7 +4,8 @@
 //!   Redpanda, ...); otherwise, with the `docker` feature and a Docker engine that answers, an
 //!   Apache Kafka container; otherwise a tansu broker on a free loopback port. Topics get unique
 //!   names so tests never collide.
-//! - [`TestPostgres`]: a throwaway PostgreSQL cluster (initdb + pg_ctl in a temp dir).
+//! - [`TestPostgres`]: a throwaway PostgreSQL cluster (initdb + pg_ctl in a temp dir);
+//!   [`TestPostgres::start_tls`] one that takes TLS only, with [`TestTls`]'s certificates.
 //! - [`TestAlertmanager`]: a throwaway Prometheus Alertmanager with a route grouping as asked.
 //! - [`TestWebhook`]: an HTTP server that records what is POSTed to it.
 //!
@@ -19,6 +20,7 @@ mod error;
 mod http;
 mod postgres;
 mod process;
+mod tls;
 mod workload;
 
 pub use actions::remediation_event;
@@ -27,6 +29,7 @@ pub use broker::{BrokerBackend, TestBroker};
 pub use error::HarnessError;
 pub use http::{ReceivedRequest, TestWebhook, http_get};
 pub use postgres::TestPostgres;
+pub use tls::TestTls;
 pub use workload::{ACCOUNTS, LockContention, ORDERS, orders_lookups};
 
 /// A name no other test run uses: `base` plus a random suffix.

@@ -1,4 +1,5 @@
-//! A throwaway PostgreSQL cluster: initdb and pg_ctl in a temp dir, trust auth on loopback.
+//! A throwaway PostgreSQL cluster: initdb and pg_ctl in a temp dir, trust auth on loopback;
+//! with [`TestPostgres::start_tls`], TLS only, with certificates of a throwaway CA.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -6,6 +7,7 @@ use std::process::Command;
 
 use crate::HarnessError;
 use crate::process::{find_program, free_port, log_tail, run_checked};
+use crate::tls::TestTls;
 
 /// Extensions preloaded when their library is installed (`pg_stat_statements` comes with
 /// postgresql-contrib; the rest with their own Debian packages).
@@ -19,18 +21,38 @@ pub struct TestPostgres {
     port: u16,
     run_as: Option<String>,
     preloaded: Vec<String>,
+    tls: Option<TestTls>,
     _dir: tempfile::TempDir,
 }
+
+/// Client authentication of the TLS cluster: TLS only on TCP; the certificate role by its
+/// certificate, the SCRAM role by password, everyone else trusted.
+const TLS_HBA: &str = "\
+local     all all                         trust
+hostssl   all opsloop_cert  127.0.0.1/32 cert
+hostssl   all opsloop_scram 127.0.0.1/32 scram-sha-256
+hostssl   all all           127.0.0.1/32 trust
+hostnossl all all           127.0.0.1/32 reject
+";
 
 impl TestPostgres {
     /// Creates and starts a new cluster.
     pub async fn start() -> Result<Self, HarnessError> {
-        tokio::task::spawn_blocking(Self::start_blocking)
+        tokio::task::spawn_blocking(|| Self::start_blocking(false))
             .await
             .map_err(|join| HarnessError::Io(std::io::Error::other(join)))?
     }
 
-    fn start_blocking() -> Result<Self, HarnessError> {
+    /// Creates and starts a cluster that takes TCP connections over TLS only (`ssl = on`,
+    /// `hostnossl ... reject`), with a server certificate for `localhost` signed by a
+    /// throwaway CA ([`TestPostgres::tls`]); it listens on 127.0.0.1 only.
+    pub async fn start_tls() -> Result<Self, HarnessError> {
+        tokio::task::spawn_blocking(|| Self::start_blocking(true))
+            .await
+            .map_err(|join| HarnessError::Io(std::io::Error::other(join)))?
+    }
+
+    fn start_blocking(tls: bool) -> Result<Self, HarnessError> {
         let bin_dir = postgres_bin_dir().ok_or(HarnessError::NotInstalled {
             program: "PostgreSQL (initdb, pg_ctl)",
             hint: "OPSLOOP_PG_BINDIR to the directory holding initdb and pg_ctl",
@@ -38,11 +60,16 @@ impl TestPostgres {
         let dir = tempfile::Builder::new().prefix("opsloop-pg").tempdir()?;
         // initdb refuses to run as root: run the server as the `postgres` system user then.
         let run_as = running_as_root().then(|| "postgres".to_owned());
+        let mut uid = None;
         if let Some(user) = &run_as {
             let ids = run_checked(Command::new("id").args(["-u", user]))?;
-            let uid: u32 = ids.trim().parse().map_err(std::io::Error::other)?;
-            std::os::unix::fs::chown(dir.path(), Some(uid), None)?;
+            uid = Some(ids.trim().parse().map_err(std::io::Error::other)?);
+            std::os::unix::fs::chown(dir.path(), uid, None)?;
         }
+        let tls = match tls {
+            true => Some(server_certificates(&dir.path().join("tls"), uid)?),
+            false => None,
+        };
         let data_dir = dir.path().join("data");
         let port = free_port()?;
         let preloaded = installed_preload_libraries(&bin_dir);
@@ -52,6 +79,7 @@ impl TestPostgres {
             port,
             run_as,
             preloaded,
+            tls,
             _dir: dir,
         };
         postgres.run("initdb", |c| {
@@ -64,12 +92,27 @@ impl TestPostgres {
                 "--no-sync",
             ]);
         })?;
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {socket} -c listen_addresses=127.0.0.1 -c fsync=off \
              -c synchronous_commit=off -c shared_preload_libraries={preload}",
             socket = postgres.data_dir.display(),
             preload = postgres.preloaded.join(","),
         );
+        if let Some(tls) = &postgres.tls {
+            let hba = tls.dir().join("pg_hba.conf");
+            std::fs::write(&hba, TLS_HBA)?;
+            if let Some(uid) = uid {
+                std::os::unix::fs::chown(&hba, Some(uid), None)?;
+            }
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={} -c ssl_ca_file={} \
+                 -c hba_file={}",
+                tls.server_cert().display(),
+                tls.server_key().display(),
+                tls.ca_cert().display(),
+                hba.display(),
+            ));
+        }
         let log_path = postgres.log_path();
         let started = postgres.run("pg_ctl", |c| {
             c.arg("-D")
@@ -100,15 +143,41 @@ impl TestPostgres {
         self.port
     }
 
+    /// Where the server's programs are (`pgbench`, `psql`, ...).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The certificates of a cluster started with [`TestPostgres::start_tls`].
+    pub fn tls(&self) -> Option<&TestTls> {
+        self.tls.as_ref()
+    }
+
+    /// A connection string for the `postgres` superuser over TLS as a careful client connects:
+    /// `host=localhost`, `sslmode=verify-full` with the cluster's CA. Only for a cluster
+    /// started with [`TestPostgres::start_tls`].
+    pub fn tls_connection_string(&self) -> Option<String> {
+        let tls = self.tls.as_ref()?;
+        Some(format!(
+            "host=localhost port={} user=postgres dbname=postgres sslmode=verify-full \
+             sslrootcert={}",
+            self.port,
+            tls.ca_cert().display()
+        ))
+    }
+
     /// Libraries in `shared_preload_libraries`, e.g. `pg_stat_statements`.
     pub fn preloaded_libraries(&self) -> &[String] {
         &self.preloaded
     }
 
-    /// Opens a connection; the connection task runs on the current runtime.
+    /// Opens a connection (over TLS, verify-full, to a TLS cluster); the connection task runs
+    /// on the current runtime.
     pub async fn connect(&self) -> Result<tokio_postgres::Client, HarnessError> {
-        let (client, connection) =
-            tokio_postgres::connect(&self.connection_string(), tokio_postgres::NoTls).await?;
+        let dsn = self
+            .tls_connection_string()
+            .unwrap_or_else(|| self.connection_string());
+        let (client, connection) = opsloop_connectors::postgres::connect(&dsn).await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "test PostgreSQL connection closed");
@@ -145,6 +214,21 @@ impl Drop for TestPostgres {
                 .args(["-m", "immediate", "-w", "stop"]);
         });
     }
+}
+
+/// The certificates in `dir`, owned by the server's user (`uid`, when we are root) as the
+/// server demands of its key.
+fn server_certificates(dir: &Path, uid: Option<u32>) -> Result<TestTls, HarnessError> {
+    let tls = TestTls::generate(dir)?;
+    let key = tls.server_key();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    if let Some(uid) = uid {
+        for entry in std::fs::read_dir(dir)? {
+            std::os::unix::fs::chown(entry?.path(), Some(uid), None)?;
+        }
+        std::os::unix::fs::chown(dir, Some(uid), None)?;
+    }
+    Ok(tls)
 }
 
 fn running_as_root() -> bool {

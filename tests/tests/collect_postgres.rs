@@ -91,6 +91,81 @@ async fn flush(client: &tokio_postgres::Client) {
 }
 
 #[tokio::test]
+async fn scans_of_maintenance_and_ddl_are_not_counted_as_the_workloads() {
+    let postgres = TestPostgres::start().await.expect("postgres");
+    let client = postgres.connect().await.expect("connect");
+    client
+        .batch_execute(
+            "CREATE TABLE events (id serial PRIMARY KEY, kind int);
+             INSERT INTO events (kind) SELECT i % 7 FROM generate_series(1, 20000) i;",
+        )
+        .await
+        .expect("schema");
+    flush(&client).await;
+    let table = [("table", "public.events")];
+    let mut collector = collector(&postgres).await;
+    let t0 = now_us();
+    collect(&mut collector, t0).await;
+
+    // A refresh that scans the table while it runs for about two seconds.
+    client
+        .batch_execute(
+            "CREATE FUNCTION slowly(int) RETURNS int LANGUAGE sql AS
+                 'SELECT $1 FROM pg_sleep(0.0001)';
+             CREATE MATERIALIZED VIEW slow_counts AS
+                 SELECT kind, count(*), max(slowly(id)) FILTER (WHERE id <= 1500) FROM events
+                 GROUP BY kind WITH NO DATA;",
+        )
+        .await
+        .expect("a slow view");
+    let refresher = postgres.connect().await.expect("connect");
+    let refresh = tokio::spawn(async move {
+        refresher
+            .batch_execute("REFRESH MATERIALIZED VIEW slow_counts")
+            .await
+            .expect("refresh");
+        flush(&refresher).await;
+    });
+    let observer = postgres.connect().await.expect("connect");
+    for _ in 0..50 {
+        let running: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'REFRESH%' \
+                 AND state = 'active'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if running > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let during = collect(&mut collector, t0 + 5 * SECOND_US).await;
+    assert_eq!(expect(&during, "pg_maintenance_sessions", &[]), 1.0);
+    assert!(value(&during, "pg_table_seq_scan_rate", &table).is_none());
+    refresh.await.expect("refresh task");
+
+    // The refresh's scan lands in the next interval, which it overlapped: still no rate.
+    let after = collect(&mut collector, t0 + 10 * SECOND_US).await;
+    assert_eq!(expect(&after, "pg_maintenance_sessions", &[]), 0.0);
+    assert!(
+        value(&after, "pg_table_seq_scan_rate", &table).is_none(),
+        "the refresh's own scan is not the workload's"
+    );
+
+    // An interval without maintenance has its rates again.
+    client
+        .query_one("SELECT count(*) FROM events WHERE kind = 3", &[])
+        .await
+        .expect("scan");
+    flush(&client).await;
+    let clean = collect(&mut collector, t0 + 15 * SECOND_US).await;
+    assert_eq!(expect(&clean, "pg_table_seq_scan_rate", &table), 0.2);
+}
+
+#[tokio::test]
 async fn seq_scan_rate_rises_once_the_index_is_dropped() {
     let postgres = TestPostgres::start().await.expect("postgres");
     let client = postgres.connect().await.expect("connect");
@@ -482,6 +557,11 @@ async fn connections_are_counted_by_state_and_a_lost_connection_is_reopened() {
         .await
         .expect("show")
         .get(0);
+    let reserved: String = admin
+        .query_one("SHOW superuser_reserved_connections", &[])
+        .await
+        .expect("show")
+        .get(0);
     let mut collector = collector(&postgres).await;
     let batch = collect(&mut collector, now_us()).await;
     // admin, three idle, one in a transaction, and the collector itself (running).
@@ -516,7 +596,12 @@ async fn connections_are_counted_by_state_and_a_lost_connection_is_reopened() {
     assert_eq!(total, 6.0);
     let max: f64 = max.parse().expect("number");
     assert_eq!(expect(&batch, "pg_max_connections", &[]), max);
-    assert_eq!(expect(&batch, "db_connections_max", &[]), max);
+    let reserved: f64 = reserved.parse().expect("number");
+    assert!(
+        reserved > 0.0,
+        "PostgreSQL keeps superuser slots by default"
+    );
+    assert_eq!(expect(&batch, "db_connections_max", &[]), max - reserved);
     assert!(
         value(&batch, "pg_replication_lag_bytes", &[]).is_none(),
         "a standalone server has no standbys"

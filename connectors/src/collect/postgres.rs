@@ -1,7 +1,7 @@
 //! PostgreSQL's own statistics as opsloop metric samples.
 //!
-//! [`PostgresCollector::connect`] opens one connection (libpq connection string or URL, no
-//! TLS) and [`PostgresCollector::collect_once`] runs a handful of catalog and statistics
+//! [`PostgresCollector::connect`] opens one connection (libpq connection string or URL, TLS
+//! as libpq's `sslmode` and `sslrootcert` say: [`crate::postgres`]) and [`PostgresCollector::collect_once`] runs a handful of catalog and statistics
 //! queries, returning one [`MetricBatch`] (`source` `"postgres"`, entity by default
 //! `host:port/dbname`) with every sample stamped with the caller's `now_us`. Counters are
 //! kept between calls, so rates and deltas start with the second collection. A dropped
@@ -16,7 +16,7 @@
 //! |---|---|---|---|
 //! | connections | `pg_connections` | `state` | client backends per state (`active`, `idle`, `idle in transaction`, ...; 0 for a state with none) |
 //! | connections | `pg_max_connections` | | the `max_connections` setting |
-//! | connections | `db_connections_active`, `db_connections_max` | | all client backends, and `max_connections`: what `sql/db_connection_saturation.sql` reads |
+//! | connections | `db_connections_active`, `db_connections_max` | | all client backends, and `max_connections` less `superuser_reserved_connections` (where ordinary roles are refused): what `sql/db_connection_saturation.sql` reads |
 //! | activity | `pg_longest_query_seconds` | | age of the oldest running (`active`) query that is not waiting for another backend's lock, 0 when none (a query stuck behind a lock is a victim, not a runaway) |
 //! | activity | `pg_longest_transaction_seconds` | | age of the oldest open transaction, 0 when none |
 //! | activity | `pg_blocked_backends` | | backends waiting on a lock another backend holds (`pg_blocking_pids` non-empty) |
@@ -29,7 +29,8 @@
 //! | group | metric | labels | what |
 //! |---|---|---|---|
 //! | tables | `pg_table_seq_scan_total`, `pg_table_seq_tup_read_total`, `pg_table_idx_scan_total` | `table` | `pg_stat_user_tables` counters |
-//! | tables | `pg_table_seq_scan_rate`, `pg_table_seq_tup_read_rate` | `table` | the same counters per second since the previous collection |
+//! | tables | `pg_table_seq_scan_rate`, `pg_table_seq_tup_read_rate` | `table` | the same counters per second since the previous collection; left out for an interval in which maintenance or DDL ran (its scans are the command's own) |
+//! | tables | `pg_maintenance_sessions` | | other sessions running maintenance or DDL (`CREATE`, `ALTER`, `DROP`, `REINDEX`, `REFRESH`, `CLUSTER`, `VACUUM`, `ANALYZE`, `TRUNCATE`), the actuator's included |
 //! | tables | `pg_table_live_tuples`, `pg_table_dead_tuples`, `pg_table_mod_since_analyze` | `table` | estimated live and dead rows, rows changed since the last `ANALYZE` |
 //! | indexes | `pg_index_scan_total` | `table`, `index` | scans that used the index |
 //! | indexes | `pg_index_size_bytes` | `table`, `index` | `relpages` x block size (see below) |
@@ -101,9 +102,10 @@ use opsloop_schemas::telemetry::{MetricBatch, MetricSample};
 use serde::Deserialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
-use tokio_postgres::{Client, Config, NoTls, Row};
+use tokio_postgres::{Client, Config, Row};
 
 use crate::Retry;
+use crate::postgres::{PgConnectError, PgDsn};
 
 /// The `source` of every batch the collector returns.
 pub const SOURCE: &str = "postgres";
@@ -132,7 +134,8 @@ const SESSION_SETUP: &str = "SET statement_timeout = '10s'; SET lock_timeout = '
 #[serde(deny_unknown_fields)]
 pub struct PostgresCollectorConfig {
     /// The server, as a libpq connection string (`host=db-1 port=5432 user=opsloop
-    /// dbname=app`) or URL (`postgres://opsloop@db-1:5432/app`). TLS is not supported.
+    /// dbname=app`) or URL (`postgres://opsloop@db-1:5432/app`); TLS with `sslmode` and
+    /// `sslrootcert` (`...?sslmode=verify-full&sslrootcert=/etc/opsloop/db-ca.crt`).
     pub dsn: String,
     /// The entity of every sample; by default `host:port/dbname` of the connection string.
     #[serde(default)]
@@ -183,16 +186,11 @@ impl PostgresCollectorConfig {
         Ok(self
             .entity
             .clone()
-            .unwrap_or_else(|| default_entity(&parsed)))
+            .unwrap_or_else(|| default_entity(parsed.config())))
     }
 
-    fn parse_dsn(&self) -> Result<Config, PostgresCollectError> {
-        self.dsn
-            .parse()
-            .map_err(|source| PostgresCollectError::Dsn {
-                reason: reason(&source),
-                source,
-            })
+    fn parse_dsn(&self) -> Result<PgDsn, PostgresCollectError> {
+        PgDsn::parse(&self.dsn).map_err(|source| PostgresCollectError::Dsn { source })
     }
 }
 
@@ -278,11 +276,10 @@ impl Collections {
 #[derive(Debug, thiserror::Error)]
 pub enum PostgresCollectError {
     /// The connection string does not parse.
-    #[error("the PostgreSQL connection string is invalid: {reason}")]
+    #[error("{source}")]
     Dsn {
-        reason: String,
         #[source]
-        source: tokio_postgres::Error,
+        source: PgConnectError,
     },
     /// A collection group not in [`Collections::NAMES`].
     #[error(
@@ -290,13 +287,12 @@ pub enum PostgresCollectError {
          indexes, matviews, statements and replication"
     )]
     UnknownCollection { name: String },
-    /// The server could not be reached or refused the connection.
-    #[error("could not connect to PostgreSQL {entity}: {reason}")]
+    /// The server could not be reached, refused the connection or failed the TLS checks.
+    #[error("could not connect to PostgreSQL {entity}: {source}")]
     Connect {
         entity: String,
-        reason: String,
         #[source]
-        source: tokio_postgres::Error,
+        source: PgConnectError,
     },
     /// A query of one collection group failed.
     #[error("the {collection} query failed on PostgreSQL {entity}: {reason}")]
@@ -316,10 +312,7 @@ impl PostgresCollectError {
             PostgresCollectError::Dsn { .. } | PostgresCollectError::UnknownCollection { .. } => {
                 Retry::Never
             }
-            PostgresCollectError::Connect { source, .. } => match source.code() {
-                Some(code) if is_permanent(code) => Retry::Never,
-                _ => Retry::WithBackoff,
-            },
+            PostgresCollectError::Connect { source, .. } => source.retry(),
             PostgresCollectError::Query { source, .. } => {
                 if source.is_closed() {
                     return Retry::WithBackoff;
@@ -334,17 +327,6 @@ impl PostgresCollectError {
     }
 }
 
-/// Errors retrying cannot fix: bad credentials, a missing database or role.
-fn is_permanent(code: &SqlState) -> bool {
-    [
-        SqlState::INVALID_PASSWORD,
-        SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
-        SqlState::INVALID_CATALOG_NAME,
-        SqlState::INSUFFICIENT_PRIVILEGE,
-    ]
-    .contains(code)
-}
-
 /// Errors of a server that is busy, shutting down or cut off: try again later.
 fn is_transient(code: &SqlState) -> bool {
     let class = &code.code()[..2];
@@ -356,18 +338,7 @@ fn is_transient(code: &SqlState) -> bool {
 /// What a person needs from a client error: the server's message and SQLSTATE when it has
 /// one, else the error and its cause.
 fn reason(error: &tokio_postgres::Error) -> String {
-    if let Some(db) = error.as_db_error() {
-        return format!(
-            "{}: {} (SQLSTATE {})",
-            db.severity(),
-            db.message(),
-            db.code().code()
-        );
-    }
-    match std::error::Error::source(error) {
-        Some(cause) => format!("{error}: {cause}"),
-        None => error.to_string(),
-    }
+    crate::postgres::describe(error)
 }
 
 /// `host:port/dbname` of a parsed connection string.
@@ -432,15 +403,23 @@ impl Samples {
     }
 }
 
+/// Other sessions running maintenance or DDL now: index builds, REINDEX, refreshes, VACUUM,
+/// CLUSTER, ALTER and the like, whoever issued them (opsloop's actuator included).
+const MAINTENANCE_SESSIONS: &str = "SELECT count(*)::int8 FROM pg_stat_activity \
+     WHERE state = 'active' AND pid <> pg_backend_pid() \
+       AND query ~* '^\\s*(create|alter|drop|reindex|refresh|cluster|vacuum|analyze|truncate)\\M'";
+
 /// A connection to one PostgreSQL server and the counters its rates and staleness need.
 pub struct PostgresCollector {
-    config: Config,
+    dsn: PgDsn,
     entity: String,
     collections: Collections,
     client: Client,
     server_version: i32,
     tables_at: Option<i64>,
     tables: HashMap<String, TableCounters>,
+    /// Whether the previous collection saw maintenance or DDL running.
+    maintenance_before: bool,
     matviews: HashMap<i64, MatviewState>,
     statements: Option<StatementTotals>,
     statements_missing_warned: bool,
@@ -462,20 +441,21 @@ impl PostgresCollector {
     /// Parses the connection string and connects (the connection runs as a task on the
     /// current Tokio runtime).
     pub async fn connect(config: &PostgresCollectorConfig) -> Result<Self, PostgresCollectError> {
-        let mut pg_config = config.parse_dsn()?;
-        if pg_config.get_application_name().is_none() {
-            pg_config.application_name("opsloop collect");
+        let mut dsn = config.parse_dsn()?;
+        if dsn.config().get_application_name().is_none() {
+            dsn.config_mut().application_name("opsloop collect");
         }
         let entity = config.entity()?;
-        let (client, server_version) = open(&pg_config, &entity).await?;
+        let (client, server_version) = open(&dsn, &entity).await?;
         Ok(PostgresCollector {
-            config: pg_config,
+            dsn,
             entity,
             collections: config.collections,
             client,
             server_version,
             tables_at: None,
             tables: HashMap::new(),
+            maintenance_before: false,
             matviews: HashMap::new(),
             statements: None,
             statements_missing_warned: false,
@@ -498,7 +478,7 @@ impl PostgresCollector {
     pub async fn collect_once(&mut self, now_us: i64) -> Result<MetricBatch, PostgresCollectError> {
         if self.client.is_closed() {
             tracing::info!(entity = %self.entity, "reconnecting to PostgreSQL");
-            let (client, server_version) = open(&self.config, &self.entity).await?;
+            let (client, server_version) = open(&self.dsn, &self.entity).await?;
             self.client = client;
             self.server_version = server_version;
         }
@@ -574,8 +554,7 @@ impl PostgresCollector {
         let rows = self
             .query(
                 C,
-                "SELECT coalesce(state, 'unknown'), count(*)::int8, \
-                        current_setting('max_connections')::int8 \
+                "SELECT coalesce(state, 'unknown'), count(*)::int8 \
                  FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1",
             )
             .await?;
@@ -583,23 +562,21 @@ impl PostgresCollector {
             .iter()
             .map(|state| ((*state).to_owned(), 0))
             .collect();
-        let mut max_connections = None;
         for row in &rows {
             let state: String = self.column(C, row, 0)?;
             counts.insert(state, self.column(C, row, 1)?);
-            max_connections = Some(self.column::<i64>(C, row, 2)?);
         }
-        let max_connections = match max_connections {
-            Some(max) => max,
-            None => {
-                let row = self
-                    .client
-                    .query_one("SELECT current_setting('max_connections')::int8", &[])
-                    .await
-                    .map_err(|source| self.query_error(C, source))?;
-                self.column(C, &row, 0)?
-            }
-        };
+        let limits = self
+            .client
+            .query_one(
+                "SELECT current_setting('max_connections')::int8, \
+                        current_setting('superuser_reserved_connections')::int8",
+                &[],
+            )
+            .await
+            .map_err(|source| self.query_error(C, source))?;
+        let max_connections: i64 = self.column(C, &limits, 0)?;
+        let reserved: i64 = self.column(C, &limits, 1)?;
         for (state, count) in &counts {
             out.push("pg_connections", &[("state", state)], *count as f64);
         }
@@ -609,7 +586,12 @@ impl PostgresCollector {
             &[],
             counts.values().sum::<i64>() as f64,
         );
-        out.push("db_connections_max", &[], max_connections as f64);
+        // Where ordinary roles are refused: the superuser slots are not theirs to use.
+        out.push(
+            "db_connections_max",
+            &[],
+            (max_connections - reserved) as f64,
+        );
         Ok(())
     }
 
@@ -695,10 +677,20 @@ impl PostgresCollector {
                  FROM pg_stat_user_tables",
             )
             .await?;
+        let maintenance = self.query(C, MAINTENANCE_SESSIONS).await?;
+        let maintenance: i64 = match maintenance.first() {
+            Some(row) => self.column(C, row, 0)?,
+            None => 0,
+        };
+        out.push("pg_maintenance_sessions", &[], maintenance as f64);
+        // Scans by an index build, a REINDEX, a refresh or DDL that ran during the interval are
+        // that command's own, not the workload's: no rates for the interval.
+        let disturbed = maintenance > 0 || self.maintenance_before;
+        self.maintenance_before = maintenance > 0;
         let elapsed_s = self
             .tables_at
             .map(|then| (out.time_us - then) as f64 / 1e6)
-            .filter(|seconds| *seconds > 0.0);
+            .filter(|seconds| *seconds > 0.0 && !disturbed);
         let mut seen = HashMap::with_capacity(rows.len());
         for row in &rows {
             let table: String = self.column(C, row, 0)?;
@@ -995,13 +987,13 @@ impl PostgresCollector {
 }
 
 /// Connects, sets the session up and reads the server version.
-async fn open(config: &Config, entity: &str) -> Result<(Client, i32), PostgresCollectError> {
-    let connect_error = |source: tokio_postgres::Error| PostgresCollectError::Connect {
+async fn open(dsn: &PgDsn, entity: &str) -> Result<(Client, i32), PostgresCollectError> {
+    let connect_error = |source: PgConnectError| PostgresCollectError::Connect {
         entity: entity.to_owned(),
-        reason: reason(&source),
         source,
     };
-    let (client, connection) = config.connect(NoTls).await.map_err(connect_error)?;
+    let session_error = |source: tokio_postgres::Error| connect_error(source.into());
+    let (client, connection) = dsn.connect().await.map_err(connect_error)?;
     let task_entity = entity.to_owned();
     tokio::spawn(async move {
         if let Err(error) = connection.await {
@@ -1011,7 +1003,7 @@ async fn open(config: &Config, entity: &str) -> Result<(Client, i32), PostgresCo
     client
         .batch_execute(SESSION_SETUP)
         .await
-        .map_err(connect_error)?;
+        .map_err(session_error)?;
     // Keep the collector's own queries out of pg_stat_statements where the role may (the
     // setting is superuser-only; elsewhere they count and this fails harmlessly).
     if let Err(error) = client
@@ -1023,8 +1015,8 @@ async fn open(config: &Config, entity: &str) -> Result<(Client, i32), PostgresCo
     let version = client
         .query_one("SELECT current_setting('server_version_num')::int4", &[])
         .await
-        .map_err(connect_error)?;
-    let version: i32 = version.try_get(0).map_err(connect_error)?;
+        .map_err(session_error)?;
+    let version: i32 = version.try_get(0).map_err(session_error)?;
     Ok((client, version))
 }
 

@@ -12,7 +12,8 @@ pub enum DecodeError {
     /// The record is larger than the decoder accepts.
     #[error(
         "the record is {size} bytes, over the {max}-byte limit for one record: split it into \
-         smaller batches or raise the decoder's max_record_bytes"
+         smaller batches, or raise the limit (max_record_bytes of the source's [[sources]] \
+         entry for opsloop run)"
     )]
     TooLarge { size: usize, max: usize },
     /// Avro (plain or Confluent-framed) or codec-level JSON that does not decode.

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::KafkaConfig;
+use super::{ClientLog, KafkaConfig};
 use crate::error::is_retriable;
 use crate::{ConnectorError, Retry};
 
@@ -25,15 +25,18 @@ pub enum TopicCreated {
     AlreadyExisted,
 }
 
-/// Creates `topics`; a topic that already exists is reported, not an error.
+/// Creates `topics`; a topic that already exists is reported, not an error. `timeout` bounds
+/// the whole request, finding a broker included: when none answers in time the error is
+/// [`ConnectorError::Unreachable`].
 pub async fn create_topics(
     kafka: &KafkaConfig,
     topics: &[TopicRequest],
     timeout: Duration,
 ) -> Result<Vec<(String, TopicCreated)>, ConnectorError> {
-    let admin: AdminClient<DefaultClientContext> = kafka
-        .client_config()
-        .create()
+    let mut client = kafka.client_config();
+    let context = ClientLog::attach(kafka, &mut client);
+    let admin: AdminClient<ClientLog> = client
+        .create_with_context(context)
         .map_err(ConnectorError::Config)?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
@@ -45,11 +48,24 @@ pub async fn create_topics(
             )
         })
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(timeout));
-    let results = admin
-        .create_topics(&new_topics, &options)
-        .await
-        .map_err(ConnectorError::Kafka)?;
+    // The request timeout is librdkafka's socket.timeout.ms (60 s) unless set: it is what a
+    // request waits for a broker to connect to.
+    let options = AdminOptions::new()
+        .request_timeout(Some(timeout))
+        .operation_timeout(Some(timeout));
+    let results =
+        admin
+            .create_topics(&new_topics, &options)
+            .await
+            .map_err(|error| match error {
+                KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut) => {
+                    ConnectorError::Unreachable {
+                        brokers: kafka.brokers.clone(),
+                        waited: timeout,
+                    }
+                }
+                _ => ConnectorError::Kafka(error),
+            })?;
     results
         .into_iter()
         .map(|result| match result {

@@ -1,5 +1,5 @@
 //! [`RecordConsumer`]: opsloop's own records (alerts, incidents, remediation events, approvals,
-//! action outcomes) read from Kafka as typed values. A record that does not decode goes whole
+//! action outcomes) read from Kafka as typed values. A record that does not decode goes
 //! to the dead-letter topic with its reason and `opsloop_dead_letters_total` rises, and reading
 //! goes on; so does a record its reader refuses ([`RecordConsumer::dead_letter`]).
 //!
@@ -18,6 +18,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::config::KafkaConfig;
 use super::dead_letter::{DeadLetterWriter, EMPTY_PAYLOAD};
+use super::health::ClientLog;
 use super::lookup::{offsets_at, partition_ids};
 use crate::ConnectorError;
 use crate::metrics::SourceMetrics;
@@ -66,7 +67,7 @@ impl RecordMessage {
 
 /// Reads opsloop's records; see the module docs.
 pub struct RecordConsumer {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<ClientLog>,
     codec: Codec,
     dead_letters: Option<DeadLetterWriter>,
     metrics: SourceMetrics,
@@ -98,12 +99,13 @@ impl RecordConsumer {
             RecordStart::Committed => "earliest",
             RecordStart::Since(_) => "latest",
         };
-        let consumer: StreamConsumer = kafka
-            .client_config()
+        let mut client = kafka.client_config();
+        let context = ClientLog::attach(kafka, &mut client);
+        let consumer: StreamConsumer<ClientLog> = client
             .set("group.id", &config.group_id)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", reset)
-            .create()
+            .create_with_context(context)
             .map_err(ConnectorError::Config)?;
         let mut consumer = RecordConsumer {
             consumer,
@@ -199,7 +201,9 @@ impl RecordConsumer {
                     };
                 }
                 Err(error) => {
-                    tracing::debug!(%error, topics = ?self.config.topics, "reading");
+                    if !self.consumer.context().broker_error(&error, "") {
+                        tracing::debug!(%error, topics = ?self.config.topics, "reading");
+                    }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
@@ -224,8 +228,8 @@ impl RecordConsumer {
         }
     }
 
-    /// Sends `message` whole to the dead-letter topic with `reason`, and counts it; a failed
-    /// write is logged (reading goes on either way).
+    /// Sends `message` to the dead-letter topic with `reason`, and counts it; a failed write
+    /// is logged and counted too (reading goes on either way).
     pub async fn dead_letter(&self, message: &RecordMessage, reason_code: &str, reason: &str) {
         tracing::warn!(
             topic = message.topic(),
@@ -239,16 +243,11 @@ impl RecordConsumer {
         let Some(dead_letters) = &self.dead_letters else {
             return;
         };
-        let written = match dead_letters
-            .enqueue(&message.message, reason_code, reason)
+        dead_letters
+            .enqueue(&message.message, reason_code, reason, &self.metrics)
             .await
-        {
-            Ok(pending) => pending.wait().await.map(|_| ()),
-            Err(error) => Err(error),
-        };
-        if let Err(error) = written {
-            tracing::error!(%error, topic = message.topic(), offset = message.offset(), "the dead letter could not be written");
-        }
+            .wait()
+            .await;
     }
 
     /// Commits, per (topic, partition), the next offset to read.

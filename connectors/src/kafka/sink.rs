@@ -21,7 +21,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::KafkaConfig;
+use super::{ClientLog, KafkaConfig};
 use crate::error::is_retriable;
 use crate::{ConnectorError, Retry};
 
@@ -109,7 +109,7 @@ pub struct Delivered {
 /// An idempotent Kafka producer; cheap to clone, and clones share the connection.
 #[derive(Clone)]
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: FutureProducer<ClientLog>,
     config: SinkConfig,
 }
 
@@ -123,8 +123,9 @@ impl fmt::Debug for KafkaSink {
 
 impl KafkaSink {
     pub fn new(kafka: &KafkaConfig, config: SinkConfig) -> Result<Self, ConnectorError> {
-        let producer: FutureProducer = kafka
-            .client_config()
+        let mut client = kafka.client_config();
+        let context = ClientLog::attach(kafka, &mut client);
+        let producer = client
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set(
@@ -133,7 +134,7 @@ impl KafkaSink {
             )
             .set("linger.ms", config.linger.as_millis().to_string())
             .set("compression.type", &config.compression)
-            .create()
+            .create_with_context(context)
             .map_err(ConnectorError::Config)?;
         Ok(KafkaSink { producer, config })
     }
@@ -323,12 +324,16 @@ impl DeliveryWindow {
         Ok(())
     }
 
-    /// Waits for every delivery in the window; returns the number delivered since creation.
+    /// Waits for every delivery in the window, so it is empty after, even when one failed;
+    /// returns the number delivered since creation, or the first failure.
     pub async fn drain(&mut self) -> Result<u64, ConnectorError> {
+        let mut failed = None;
         while !self.pending.is_empty() {
-            self.wait_oldest().await?;
+            if let Err(error) = self.wait_oldest().await {
+                failed.get_or_insert(error);
+            }
         }
-        Ok(self.delivered)
+        failed.map_or(Ok(self.delivered), Err)
     }
 
     /// Records acknowledged so far.

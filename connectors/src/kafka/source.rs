@@ -8,8 +8,18 @@
 //! Delivery is at least once. Offsets are never committed automatically: each batch carries
 //! the offsets it covers, and the pipeline commits them through the [`OffsetCommitter`] only
 //! once the batch's effects are safe (written downstream, or checkpointed). Records that do
-//! not decode go to the dead-letter topic, and a batch is handed over only after its dead
-//! letters are acknowledged, so committing a batch never loses one.
+//! not decode, or are larger than [`SourceConfig::max_record_bytes`], go to the dead-letter
+//! topic, and a batch is handed over only after its dead letters are acknowledged, so
+//! committing a batch never loses one. Poison input never stops the source: a dead letter
+//! that cannot be written is logged and counted and the record skipped
+//! ([`PendingDeadLetter::wait`]).
+//!
+//! Event time is checked against the reader's clock: a record whose rows (or, for rows without
+//! an event time the decoder knows, whose Kafka timestamp) lie more than
+//! [`SourceConfig::max_future_skew`] ahead is dead-lettered as
+//! [`FUTURE_TIMESTAMP`](super::FUTURE_TIMESTAMP), its rows are dropped from the batch, and its
+//! event time is left out of [`PartitionProgress::max_event_time_us`], so it never moves the
+//! watermark ([`event_time`](super::event_time)).
 //!
 //! Memory is bounded: at most [`SourceConfig::max_in_flight_batches`] batches wait in the
 //! channel; when the pipeline falls behind, the source stops polling (librdkafka's prefetch
@@ -24,21 +34,25 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::array::BooleanArray;
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::BorrowedMessage;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::KafkaConfig;
-use super::dead_letter::{DeadLetterWriter, EMPTY_PAYLOAD};
-use super::sink::PendingDelivery;
+use super::dead_letter::{DeadLetterWriter, EMPTY_PAYLOAD, PendingDeadLetter};
+use super::event_time::{DEFAULT_MAX_FUTURE_SKEW, FUTURE_TIMESTAMP, check_future_skew};
+use super::{ClientLog, KafkaConfig};
 use crate::ConnectorError;
-use crate::decode::{Decoder, RecordContext, RowBuilder};
+use crate::decode::{DEFAULT_MAX_RECORD_BYTES, Decoder, RecordContext, RowBuilder};
 use crate::metrics::SourceMetrics;
 
 /// Where a consumer group with no committed offset starts.
@@ -68,6 +82,14 @@ pub struct SourceConfig {
     /// Cap on librdkafka's prefetch queue per partition (`queued.max.messages.kbytes`).
     pub max_prefetch_kbytes: usize,
     pub session_timeout: Duration,
+    /// Largest record payload the decoder accepts; a larger record is dead-lettered
+    /// (`too_large`). [`DEFAULT_MAX_RECORD_BYTES`] by default. The source hands it to the
+    /// decoder it is started with ([`SourceFormat::start`](crate::registry::SourceFormat::start)).
+    pub max_record_bytes: usize,
+    /// How far ahead of the reader's clock a record's event time may be; a record further
+    /// ahead is dead-lettered (`future_timestamp`) and never moves the watermark. `None`
+    /// turns the check off. [`DEFAULT_MAX_FUTURE_SKEW`] by default.
+    pub max_future_skew: Option<Duration>,
     /// Per topic and partition, the first offset not covered by the pipeline's last
     /// checkpoint. Records below it were processed before a restart whose offsets may not
     /// have been committed yet; they are skipped instead of processed twice.
@@ -87,6 +109,8 @@ impl SourceConfig {
             max_in_flight_batches: 4,
             max_prefetch_kbytes: 16 * 1024,
             session_timeout: Duration::from_secs(10),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            max_future_skew: Some(DEFAULT_MAX_FUTURE_SKEW),
             resume_from: HashMap::new(),
         }
     }
@@ -103,7 +127,9 @@ pub struct PartitionProgress {
     pub records: usize,
     /// Largest event time (µs) of the partition's rows in the batch, for per-partition
     /// watermarks: the rows' own time where the decoder knows it, else the record timestamp.
-    pub max_event_time_us: i64,
+    /// `None` when every record of the partition in the batch was stamped too far ahead
+    /// ([`SourceConfig::max_future_skew`]): those never move the watermark.
+    pub max_event_time_us: Option<i64>,
 }
 
 /// Offsets covered by one or more batches, per partition.
@@ -113,7 +139,7 @@ pub struct BatchOffsets {
 }
 
 impl BatchOffsets {
-    fn record(&mut self, topic: &str, partition: i32, offset: i64, event_time_us: i64) {
+    fn record(&mut self, topic: &str, partition: i32, offset: i64, event_time_us: Option<i64>) {
         let entry = match self.partitions.get_mut(&(Arc::from(topic), partition)) {
             Some(entry) => entry,
             None => self
@@ -124,7 +150,7 @@ impl BatchOffsets {
                     partition,
                     next_offset: offset + 1,
                     records: 0,
-                    max_event_time_us: i64::MIN,
+                    max_event_time_us: None,
                 }),
         };
         entry.next_offset = entry.next_offset.max(offset + 1);
@@ -203,12 +229,13 @@ impl KafkaSource {
     where
         D: Decoder + 'static,
     {
+        let mut client = kafka.client_config();
         let context = GroupContext {
             source: config.name.clone(),
             metrics: metrics.clone(),
+            log: ClientLog::attach(kafka, &mut client),
         };
-        let consumer: StreamConsumer<GroupContext> = kafka
-            .client_config()
+        let consumer: StreamConsumer<GroupContext> = client
             .set("group.id", &config.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -321,13 +348,29 @@ impl OffsetCommitter {
     }
 }
 
-/// Logs and counts consumer-group events.
+/// Logs and counts consumer-group events; the client's own errors and logs go to `log`.
 struct GroupContext {
     source: String,
     metrics: SourceMetrics,
+    log: ClientLog,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.log.log(level, facility, message);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.log.stats(statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // The reader's poll returns the others, and logs them.
+        if !self.log.broker_error(&error, reason) {
+            tracing::debug!(source = %self.source, %error, reason, "consumer client error");
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -386,7 +429,10 @@ struct Reader<D: Decoder> {
 #[derive(Default)]
 struct OpenBatch {
     records: usize,
-    dead_letters: Vec<PendingDelivery>,
+    dead_letters: Vec<PendingDeadLetter>,
+    /// Rows of the builder that records turned away after they decoded (stamped too far
+    /// ahead) appended; dropped when the batch is handed over.
+    rejected_rows: Vec<std::ops::Range<usize>>,
     offsets: BatchOffsets,
     deadline: Option<Instant>,
 }
@@ -406,20 +452,18 @@ impl<D: Decoder> Reader<D> {
                     }
                 }
                 message = consumer.recv() => {
-                    let result = match message {
+                    match message {
                         Ok(message) => self.read(&message, &mut open).await,
                         Err(error) => {
-                            tracing::warn!(source = %self.config.name, %error, "consumer error");
-                            Ok(())
+                            if !consumer.context().log.broker_error(&error, "") {
+                                tracing::warn!(source = %self.config.name, %error, "consumer error");
+                            }
                         }
-                    };
+                    }
                     let full = open.deadline.is_some()
                         && (self.rows.len() >= self.config.max_batch_rows
                             || self.rows.estimated_memory_bytes() >= self.config.max_batch_bytes);
-                    if let Err(error) = match result {
-                        Ok(()) if full => self.hand_over(&mut open).await,
-                        other => other,
-                    } {
+                    if full && let Err(error) = self.hand_over(&mut open).await {
                         break Err(error);
                     }
                 }
@@ -437,15 +481,12 @@ impl<D: Decoder> Reader<D> {
         self.consumer.unsubscribe();
     }
 
-    async fn read(
-        &mut self,
-        message: &BorrowedMessage<'_>,
-        open: &mut OpenBatch,
-    ) -> Result<(), ConnectorError> {
+    async fn read(&mut self, message: &BorrowedMessage<'_>, open: &mut OpenBatch) {
+        let now_us = now_us();
         let timestamp_us = message
             .timestamp()
             .to_millis()
-            .map_or_else(now_us, |ms| ms.saturating_mul(1000));
+            .map_or(now_us, |ms| ms.saturating_mul(1000));
         let resume_at = self
             .config
             .resume_from
@@ -453,22 +494,23 @@ impl<D: Decoder> Reader<D> {
             .and_then(|partitions| partitions.get(&message.partition()));
         if resume_at.is_some_and(|&next| message.offset() < next) {
             self.metrics.skipped.inc();
-            return Ok(());
+            return;
         }
         self.metrics.records.inc();
         open.records += 1;
         open.deadline
             .get_or_insert_with(|| Instant::now() + self.config.max_batch_delay);
         let Some(payload) = message.payload() else {
+            let in_time = check_future_skew(timestamp_us, now_us, self.config.max_future_skew);
             open.offsets.record(
                 message.topic(),
                 message.partition(),
                 message.offset(),
-                timestamp_us,
+                in_time.is_ok().then_some(timestamp_us),
             );
-            return self
-                .dead_letter(message, EMPTY_PAYLOAD, "the record has no payload", open)
+            self.dead_letter(message, EMPTY_PAYLOAD, "the record has no payload", open)
                 .await;
+            return;
         };
         self.metrics.bytes.inc_by(payload.len() as u64);
         let mut context = RecordContext::new(message.topic(), timestamp_us);
@@ -481,17 +523,23 @@ impl<D: Decoder> Reader<D> {
             .rows
             .max_event_time_us(first_row)
             .unwrap_or(timestamp_us);
+        let in_time = check_future_skew(event_time_us, now_us, self.config.max_future_skew);
         open.offsets.record(
             message.topic(),
             message.partition(),
             message.offset(),
-            event_time_us,
+            in_time.is_ok().then_some(event_time_us),
         );
-        match decoded {
-            Ok(_) => Ok(()),
-            Err(error) => {
+        match (decoded, in_time) {
+            (Ok(_), Ok(())) => {}
+            (Err(error), _) => {
                 self.dead_letter(message, error.reason_code(), &error.to_string(), open)
-                    .await
+                    .await;
+            }
+            (Ok(_), Err(ahead)) => {
+                open.rejected_rows.push(first_row..self.rows.len());
+                self.dead_letter(message, FUTURE_TIMESTAMP, &ahead.to_string(), open)
+                    .await;
             }
         }
     }
@@ -502,7 +550,7 @@ impl<D: Decoder> Reader<D> {
         reason_code: &str,
         reason: &str,
         open: &mut OpenBatch,
-    ) -> Result<(), ConnectorError> {
+    ) {
         tracing::debug!(
             source = %self.config.name,
             topic = message.topic(),
@@ -514,21 +562,21 @@ impl<D: Decoder> Reader<D> {
         self.metrics.dead_letter(reason_code);
         let pending = self
             .dead_letters
-            .enqueue(message, reason_code, reason)
-            .await?;
+            .enqueue(message, reason_code, reason, &self.metrics)
+            .await;
         open.dead_letters.push(pending);
-        Ok(())
     }
 
-    /// Waits for the batch's dead letters, then hands the batch over (waiting while the
-    /// channel is full: the backpressure).
+    /// Waits for the batch's dead letters (one that fails is logged, counted and skipped),
+    /// then hands the batch over (waiting while the channel is full: the backpressure).
     async fn hand_over(&mut self, open: &mut OpenBatch) -> Result<(), ConnectorError> {
         let batch = std::mem::take(open);
         let dead_letters = batch.dead_letters.len();
         for pending in batch.dead_letters {
-            pending.wait().await?;
+            pending.wait().await;
         }
         let rows = self.rows.finish().map_err(ConnectorError::Batch)?;
+        let rows = without_rows(rows, &batch.rejected_rows).map_err(ConnectorError::Batch)?;
         self.metrics.rows.inc_by(rows.num_rows() as u64);
         self.metrics.batches.inc();
         let batch = SourceBatch {
@@ -544,6 +592,21 @@ impl<D: Decoder> Reader<D> {
                 reason: "the pipeline stopped receiving batches".to_owned(),
             })
     }
+}
+
+/// `rows` without the row ranges in `rejected`.
+fn without_rows(
+    rows: RecordBatch,
+    rejected: &[std::ops::Range<usize>],
+) -> Result<RecordBatch, ArrowError> {
+    if rejected.is_empty() {
+        return Ok(rows);
+    }
+    let mut keep = vec![true; rows.num_rows()];
+    for range in rejected {
+        keep[range.clone()].fill(false);
+    }
+    arrow::compute::filter_record_batch(&rows, &BooleanArray::from(keep))
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

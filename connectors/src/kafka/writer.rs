@@ -67,7 +67,8 @@ impl RecordWriter {
         (self.records, self.bytes)
     }
 
-    /// Waits for every outstanding delivery; returns how many records were acknowledged.
+    /// Waits for every outstanding delivery; returns how many records were acknowledged since
+    /// the writer was created, or the first delivery that failed. The writer goes on either way.
     pub async fn finish(&mut self) -> Result<u64, ConnectorError> {
         self.window.drain().await
     }

@@ -3,8 +3,9 @@
 //! Each output row is one alert. Columns by name:
 //!
 //! - `entity` (string, required, non-null): the alert's entity;
-//! - `score` (numeric): the alert's score; **1.0 when the column is absent or the value is
-//!   null**, so a detector whose `HAVING` is the whole test ("p99 above 250 ms") still alerts;
+//! - `score` (numeric, optional): the alert's score; **1.0 when the column is absent or the
+//!   value is null**, so a detector whose `HAVING` is the whole test ("p99 above 250 ms") still
+//!   alerts;
 //! - `severity` (numeric, optional): clamped to [0, 1]; 0.5 (the schema default) otherwise;
 //! - `alert_type` (string, optional): the type correlation patterns match on; the detector's
 //!   name otherwise;
@@ -12,6 +13,10 @@
 //!   `window_start_us` / `window_end_us`;
 //! - every other numeric column goes to `evidence` (as `f64`) and every other column to
 //!   `labels` (rendered as text); null values are left out.
+//!
+//! [`check_output_schema`] holds a planned detector's output to the required columns and
+//! types, so a detector whose rows can never become alerts fails start-up, not its first
+//! window.
 //!
 //! The alert id is deterministic: a 128-bit FNV-1a hash (hex) of the detector, the entity and
 //! the window start. It leaves out the revision on purpose, so a re-emission after late data
@@ -24,7 +29,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Float64Type};
+use arrow::datatypes::{DataType, Float64Type, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use opsloop_schemas::ops::Alert;
 
@@ -66,6 +71,46 @@ fn role(name: &str, data_type: &DataType) -> Role {
         _ if numeric => Role::Evidence,
         _ => Role::Label,
     }
+}
+
+/// Whether a column of `data_type` holds text: the type `entity` must have.
+fn is_text(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, values) => is_text(values),
+        _ => false,
+    }
+}
+
+/// Why a detector whose output has `schema` could not turn its rows into alerts: no text
+/// `entity` column, or a `score` or `severity` column that is not numeric (it would silently
+/// become a label). The message says what to change in the `SELECT` list.
+pub(crate) fn check_output_schema(schema: &Schema) -> Result<(), String> {
+    let column = |name: &str| schema.fields().iter().find(|field| field.name() == name);
+    let Some(entity) = column("entity") else {
+        let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        return Err(format!(
+            "the output has no entity column, and every alert needs one: add it to the SELECT \
+             list (`SELECT entity, ...` or `... AS entity`, a string); the output columns are \
+             {}",
+            columns.join(", ")
+        ));
+    };
+    if !is_text(entity.data_type()) {
+        return Err(format!(
+            "the entity column is {}, not a string: cast it (`CAST(... AS VARCHAR) AS entity`)",
+            entity.data_type()
+        ));
+    }
+    for name in ["score", "severity"] {
+        if let Some(field) = column(name).filter(|field| !field.data_type().is_numeric()) {
+            return Err(format!(
+                "the {name} column is {}, not a number: compute it as one, or rename the column",
+                field.data_type()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A column read as `f64` (numeric) or as text (anything else).

@@ -13,7 +13,8 @@
 //! # Planning, once
 //!
 //! [`load_detectors`] plans every `*.sql` file of a directory, in name order; a broken file
-//! fails start-up with DataFusion's error and the file's path. [`DetectorPlan`] finds the one
+//! fails start-up with DataFusion's error and the file's path, and so does one whose output
+//! rows could not become alerts (no string `entity` column, a `score` that is not a number). [`DetectorPlan`] finds the one
 //! aggregate of the logical plan and the one window call in its `GROUP BY` (`tumble(width)`,
 //! `hop(slide, width)` with the width a multiple of the slide, or `session(gap)`, all with
 //! literal intervals), turns the `WHERE`, the group keys and the aggregate arguments into

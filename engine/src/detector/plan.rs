@@ -5,7 +5,9 @@
 //! (`WHERE`), subquery aliases and one scan of a stream table are allowed; above it only
 //! projections, filters (`HAVING`), sorts, limits and aliases. Every expression is turned into
 //! a DataFusion physical expression here, so evaluation never re-plans; aggregates become
-//! [`AggregateFunctionExpr`]s whose accumulators the window state owns.
+//! [`AggregateFunctionExpr`]s whose accumulators the window state owns. The output schema is
+//! checked against what an alert needs (a string `entity`, a numeric `score`), so a detector
+//! that could never alert fails here, naming its file.
 
 use std::sync::Arc;
 
@@ -33,6 +35,7 @@ use datafusion::physical_expr::{
 use datafusion::prelude::SessionContext;
 use datafusion::sql::planner::{ParserOptions, SqlToRel};
 
+use super::alert::check_output_schema;
 use super::error::DetectorError;
 use super::window::{WindowSpec, contains_window_call, window_functions, window_spec};
 
@@ -531,6 +534,8 @@ impl DetectorPlan {
             node = node.inputs()[0];
         };
         input.reverse();
+        let output_schema = arrow_schema(logical.schema());
+        check_output_schema(&output_schema).map_err(|message| planner.invalid(message))?;
 
         Ok(DetectorPlan {
             name: name.to_string(),
@@ -544,7 +549,7 @@ impl DetectorPlan {
             aggregates,
             aggregate_schema: arrow_schema(&aggregate.schema),
             output,
-            output_schema: arrow_schema(logical.schema()),
+            output_schema,
         })
     }
 

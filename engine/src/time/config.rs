@@ -1,5 +1,6 @@
-//! How far event time may run out of order, when a silent partition stops counting, and how
-//! long a window accepts records after it closed.
+//! How far event time may run out of order, when a silent partition stops counting, how long
+//! a window accepts records after it closed, and how far the watermark may move in one step
+//! before it is reported.
 
 use std::time::Duration;
 
@@ -28,15 +29,22 @@ pub struct WatermarkConfig {
     /// Event time a window still accepts records for after the watermark passed its end; its
     /// state is kept that long and its result is emitted again for each late record.
     pub allowed_lateness_ms: u64,
+    /// Event time the watermark may advance in one step (one micro-batch or tick) before the
+    /// step is reported as a jump ([`WatermarkJump`](crate::runtime::WatermarkJump)): logged
+    /// and counted, since it closes every window it passes at once and makes the records
+    /// still to come for them late. `0` turns the report off.
+    pub jump_warning_ms: u64,
 }
 
 impl Default for WatermarkConfig {
-    /// Five seconds of out-of-orderness, idle after 30 s of silence, no allowed lateness.
+    /// Five seconds of out-of-orderness, idle after 30 s of silence, no allowed lateness, a
+    /// jump reported past an hour (reading a backlog moves it minutes at a time).
     fn default() -> Self {
         WatermarkConfig {
             max_out_of_orderness_ms: 5_000,
             idle_timeout_ms: 30_000,
             allowed_lateness_ms: 0,
+            jump_warning_ms: 3_600_000,
         }
     }
 }
@@ -50,6 +58,12 @@ impl WatermarkConfig {
     /// [`WatermarkConfig::allowed_lateness_ms`] in microseconds.
     pub fn allowed_lateness_us(&self) -> i64 {
         millis_to_micros(self.allowed_lateness_ms)
+    }
+
+    /// [`WatermarkConfig::jump_warning_ms`] in microseconds; `None` when jumps are not
+    /// reported.
+    pub fn jump_warning_us(&self) -> Option<i64> {
+        (self.jump_warning_ms > 0).then(|| millis_to_micros(self.jump_warning_ms))
     }
 
     /// [`WatermarkConfig::idle_timeout_ms`] as a duration; `None` when idleness is off.

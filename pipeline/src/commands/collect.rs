@@ -12,20 +12,25 @@
 //! `MetricBatch` per collection to `telemetry.metrics`, keyed by entity (`host:port/dbname`
 //! unless `--entity` names one). A failed collection (server down, query error, broker error)
 //! is logged and counted, and the next goes ahead; a lost connection is reopened. Only a
-//! connection string that cannot work (it does not parse, the password or database is wrong)
-//! stops it.
+//! connection string that cannot work (it does not parse, the password or database is wrong,
+//! the server's certificate fails its `sslmode` check) stops it.
+//!
+//! Either counts a scrape or collection as published only once the brokers acknowledged its
+//! records (within `--delivery-timeout`). One that is not delivered is said so and counted, its
+//! records dropped, and the next attempt waits: the interval, doubled for each further failure
+//! in a row, at most five minutes. A run that delivered nothing ends with an error.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use opsloop_connectors::Retry;
 use opsloop_connectors::collect::postgres::{
     Collections, PostgresCollectError, PostgresCollector, PostgresCollectorConfig,
 };
 use opsloop_connectors::decode::{DCGM_FIELD_PREFIX, DcgmGpuDecoder, PrometheusTextDecoder};
 use opsloop_connectors::kafka::{KafkaSink, RecordWriter, SinkConfig};
+use opsloop_connectors::{ConnectorError, Retry};
 use opsloop_schemas::{Codec, SchemaRegistry, WireFormat, topics};
 
 use super::broker::BrokerArgs;
@@ -71,13 +76,16 @@ struct PrometheusArgs {
     gpu_topic: String,
     #[command(flatten)]
     broker: BrokerArgs,
+    #[command(flatten)]
+    delivery: DeliveryArgs,
 }
 
 #[derive(Debug, Args)]
 struct PostgresArgs {
     /// The server, as a libpq connection string ("host=db-1 user=opsloop dbname=app") or URL
-    /// (postgres://opsloop@db-1:5432/app); no TLS. The role needs pg_monitor to see every
-    /// backend.
+    /// (postgres://opsloop@db-1:5432/app); TLS as libpq's sslmode, sslrootcert, sslcert and
+    /// sslkey say ("...?sslmode=verify-full&sslrootcert=/etc/opsloop/db-ca.crt"). The role
+    /// needs pg_monitor to see every backend.
     #[arg(long, env = "OPSLOOP_POSTGRES_DSN", hide_env_values = true)]
     dsn: String,
     /// Time between collections (e.g. 5s, 1m).
@@ -97,6 +105,92 @@ struct PostgresArgs {
     metrics_topic: String,
     #[command(flatten)]
     broker: BrokerArgs,
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+}
+
+/// How long a collector's records may take to be delivered.
+#[derive(Debug, Args)]
+struct DeliveryArgs {
+    /// How long the brokers have to acknowledge the records of a collection or scrape before
+    /// it counts as not delivered (e.g. 10s).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    delivery_timeout: Duration,
+}
+
+impl DeliveryArgs {
+    /// The sink: one attempt per record, bounded by the timeout; the collector retries with
+    /// its next collection, after a backoff.
+    fn sink(&self, broker: &BrokerArgs) -> anyhow::Result<KafkaSink> {
+        let config = SinkConfig {
+            max_attempts: 1,
+            attempt_timeout: self.delivery_timeout,
+            ..SinkConfig::default()
+        };
+        Ok(KafkaSink::new(&broker.kafka_config()?, config)?)
+    }
+}
+
+/// The longest wait between attempts while deliveries keep failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// A collector's failed attempts (collections or scrapes), those among them whose records were
+/// not delivered, and the backoff while the brokers do not take its records.
+#[derive(Debug, Default)]
+struct Tally {
+    failed: u64,
+    undelivered: u64,
+    undelivered_in_a_row: u32,
+}
+
+impl Tally {
+    fn delivered(&mut self) {
+        self.undelivered_in_a_row = 0;
+    }
+
+    /// Counts a failed attempt; when its records were not delivered, returns the wait before
+    /// the next one: `interval`, doubled for each further such failure in a row.
+    fn failed(&mut self, error: &anyhow::Error, interval: Duration) -> Option<Duration> {
+        self.failed += 1;
+        error.downcast_ref::<ConnectorError>()?;
+        self.undelivered += 1;
+        self.undelivered_in_a_row += 1;
+        let factor = 2u32.saturating_pow(self.undelivered_in_a_row - 1);
+        Some(interval.saturating_mul(factor).min(MAX_BACKOFF))
+    }
+
+    /// `(F failed)`, or `(F failed, U not delivered)`, for the summary line.
+    fn counts(&self) -> String {
+        match self.undelivered {
+            0 => format!("({} failed)", self.failed),
+            undelivered => format!("({} failed, {undelivered} not delivered)", self.failed),
+        }
+    }
+
+    /// An error when attempts were made to deliver and none got through: a collector whose
+    /// records never reached the brokers did not work.
+    fn check(&self, delivered: u64, broker: &BrokerArgs) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            delivered > 0 || self.undelivered == 0,
+            "nothing was delivered: the brokers {} acknowledged none of the {} attempts (check \
+             --brokers and that a broker is up there)",
+            broker.brokers,
+            self.undelivered
+        );
+        Ok(())
+    }
+}
+
+/// Waits `wait` (the backoff after a failed delivery), then lets the next attempt start at
+/// once; `true` when Ctrl-C came first.
+async fn back_off(ticks: &mut tokio::time::Interval, wait: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {
+            ticks.reset_immediately();
+            false
+        }
+        _ = tokio::signal::ctrl_c() => true,
+    }
 }
 
 pub(crate) async fn run(args: CollectArgs) -> anyhow::Result<()> {
@@ -117,14 +211,14 @@ async fn postgres(args: PostgresArgs) -> anyhow::Result<()> {
             Collections::only(&args.only)?
         },
     };
-    let sink = KafkaSink::new(&args.broker.kafka_config()?, SinkConfig::default())?;
+    let sink = args.delivery.sink(&args.broker)?;
     let codec = Codec::new(WireFormat::Confluent, Arc::new(SchemaRegistry::builtin()));
     let mut writer = RecordWriter::new(sink, codec, 1_000);
     let mut collector: Option<PostgresCollector> = None;
     let entity = config.entity()?;
     let mut ticks = tokio::time::interval(config.interval());
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failures = 0u64;
+    let mut tally = Tally::default();
     let mut collection = 0u64;
     while args.collections.is_none_or(|limit| collection < limit) {
         tokio::select! {
@@ -137,9 +231,11 @@ async fn postgres(args: PostgresArgs) -> anyhow::Result<()> {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match collected {
             Ok(samples) => {
+                tally.delivered();
                 tracing::debug!(collection, samples, elapsed_ms, %entity, "collected");
                 println!(
-                    "collection {collection}: {samples} samples from {entity} in {elapsed_ms} ms"
+                    "collection {collection}: {samples} samples from {entity} delivered in \
+                     {elapsed_ms} ms"
                 );
             }
             Err(error) => {
@@ -151,23 +247,32 @@ async fn postgres(args: PostgresArgs) -> anyhow::Result<()> {
                 if hopeless {
                     return Err(error);
                 }
-                failures += 1;
+                let backoff = tally.failed(&error, config.interval());
+                let failures = tally.failed;
                 tracing::warn!(collection, failures, %entity, "collection failed: {error:#}");
                 println!(
                     "collection {collection} of {entity} failed ({failures} so far): {error:#}"
                 );
+                if let Some(wait) = backoff {
+                    println!("next collection in {}", humantime::format_duration(wait));
+                    if back_off(&mut ticks, wait).await {
+                        break;
+                    }
+                }
             }
         }
     }
+    // Every collection was awaited: this only counts what was delivered.
     let delivered = writer.finish().await?;
     println!(
-        "{collection} collections of {entity} ({failures} failed), {delivered} records published"
+        "{collection} collections of {entity} {}, {delivered} records published",
+        tally.counts()
     );
-    Ok(())
+    tally.check(delivered, &args.broker)
 }
 
-/// One collection: connects first when there is no collector yet, then publishes the batch;
-/// returns the number of samples.
+/// One collection: connects first when there is no collector yet, then publishes the batch
+/// and waits for the brokers to acknowledge it; returns the number of samples.
 async fn collect_postgres(
     config: &PostgresCollectorConfig,
     collector: &mut Option<PostgresCollector>,
@@ -181,6 +286,10 @@ async fn collect_postgres(
     let now_us = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as i64;
     let batch = collector.collect_once(now_us).await?;
     writer.send(&args.metrics_topic, &batch).await?;
+    writer
+        .finish()
+        .await
+        .context("its records were not delivered")?;
     Ok(batch.samples.len())
 }
 
@@ -189,7 +298,7 @@ async fn prometheus(args: PrometheusArgs) -> anyhow::Result<()> {
         Some(entity) => entity.clone(),
         None => instance_of(&args.url)?,
     };
-    let sink = KafkaSink::new(&args.broker.kafka_config()?, SinkConfig::default())?;
+    let sink = args.delivery.sink(&args.broker)?;
     let codec = Codec::new(WireFormat::Confluent, Arc::new(SchemaRegistry::builtin()));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(args.timeout))
@@ -202,7 +311,7 @@ async fn prometheus(args: PrometheusArgs) -> anyhow::Result<()> {
     };
     let mut ticks = tokio::time::interval(args.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failures = 0u64;
+    let mut tally = Tally::default();
     let mut scrape = 0u64;
     while args.scrapes.is_none_or(|limit| scrape < limit) {
         tokio::select! {
@@ -221,26 +330,43 @@ async fn prometheus(args: PrometheusArgs) -> anyhow::Result<()> {
             Err(error) => Err(error),
         };
         match published {
-            Ok(counts) => tracing::info!(
-                scrape,
-                samples = counts.samples,
-                gpus = counts.gpus,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "scraped {}",
-                args.url
-            ),
+            Ok(counts) => {
+                tally.delivered();
+                tracing::info!(
+                    scrape,
+                    samples = counts.samples,
+                    gpus = counts.gpus,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "scraped {} and delivered",
+                    args.url
+                );
+            }
             Err(error) => {
-                failures += 1;
-                tracing::warn!(scrape, failures, "scrape of {} failed: {error:#}", args.url);
+                let backoff = tally.failed(&error, args.interval);
+                let failures = tally.failed;
+                tracing::warn!(
+                    scrape,
+                    failures,
+                    ?backoff,
+                    "scrape of {} failed: {error:#}",
+                    args.url
+                );
+                if let Some(wait) = backoff
+                    && back_off(&mut ticks, wait).await
+                {
+                    break;
+                }
             }
         }
     }
+    // Every scrape was awaited: this only counts what was delivered.
     let delivered = scraper.writer.finish().await?;
     println!(
-        "{scrape} scrapes of {} ({failures} failed), {delivered} records published",
-        args.url
+        "{scrape} scrapes of {} {}, {delivered} records published",
+        args.url,
+        tally.counts()
     );
-    Ok(())
+    tally.check(delivered, &args.broker)
 }
 
 /// `host:port` of `url`, the entity of series that name none.
@@ -304,6 +430,10 @@ impl Scraper {
         for batch in &batches {
             self.writer.send(metrics_topic, batch).await?;
         }
+        self.writer
+            .finish()
+            .await
+            .context("its records were not delivered")?;
         Ok(Published {
             samples,
             gpus: gpus.len(),

@@ -6,12 +6,23 @@
 //! `OPSLOOP_ENGINE__WATERMARK__IDLE_TIMEOUT_MS=60000` sets `engine.watermark.idle_timeout_ms`.
 //! Values are read as TOML (`5`, `true`, `[1, 2]`) when they parse as such, else as strings.
 //! Variables without a double underscore (`OPSLOOP_LOG`, `OPSLOOP_BROKERS`) are not config keys.
+//!
+//! An error says where the bad value came from: `FILE:LINE:COLUMN` and the key for the file
+//! (and for the embedded defaults), the variable for the environment, e.g.
+//! `invalid configuration: opsloop.toml:3:25: engine.watermark.idle_timeout_ms: invalid type:
+//! string "soon", expected u64`. To know it, the layers are laid end to end in one text — the
+//! defaults, the file, one `NAME=value` line per variable — and each is parsed into toml's
+//! spanned tree with its spans moved to where it lies in that text; the merged tree is
+//! deserialized with its spans, and an error's span leads back to its layer, line and key.
 
-use std::path::Path;
+use std::borrow::Cow;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::de::DeserializeOwned;
-use toml::{Table, Value};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, Deserializer};
 
 /// Prefix of configuration environment variables.
 const ENV_PREFIX: &str = "OPSLOOP_";
@@ -23,70 +34,242 @@ pub(crate) fn load<T: DeserializeOwned>(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<T> {
-    let mut table: Table = defaults
-        .parse()
-        .context("the embedded default configuration is not valid TOML")?;
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the configuration file {}", path.display()))?;
-        let overlay: Table = text
-            .parse()
-            .with_context(|| format!("{} is not valid TOML", path.display()))?;
-        merge(&mut table, overlay);
-    }
-    let mut overrides: Vec<(String, String)> = env
+    let file = file
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .map(|text| (path.to_path_buf(), text))
+                .with_context(|| format!("reading the configuration file {}", path.display()))
+        })
+        .transpose()?;
+    let mut variables: Vec<(String, String)> = env
         .into_iter()
         .filter(|(name, _)| name.starts_with(ENV_PREFIX) && name.contains("__"))
         .collect();
-    overrides.sort();
-    for (name, value) in overrides {
-        let path: Vec<String> = name[ENV_PREFIX.len()..]
-            .split("__")
-            .map(str::to_ascii_lowercase)
-            .collect();
-        set(&mut table, &path, env_value(&value))
-            .with_context(|| format!("applying the environment variable {name}"))?;
-    }
-    T::deserialize(table).context("invalid configuration")
+    variables.sort();
+    let layers = Layers::new(defaults, file, variables);
+    let root = layers.merged()?;
+    let whole = 0..layers.text.len();
+    T::deserialize(Deserializer::from(Spanned::new(whole, root.clone())))
+        .map_err(|error| layers.error(error.span(), error.message(), Some(&root)))
 }
 
-/// Overlays `overlay` onto `base`: tables merge key by key, anything else replaces.
-fn merge(base: &mut Table, overlay: Table) {
+/// Where a stretch of the layers' text came from.
+enum Origin {
+    Defaults,
+    File(PathBuf),
+    /// The line `NAME=value` of one variable.
+    Variable(String),
+}
+
+/// The layers laid end to end in one text, each with the stretch it occupies.
+struct Layers {
+    text: String,
+    layers: Vec<(Origin, Range<usize>)>,
+}
+
+impl Layers {
+    fn new(
+        defaults: &str,
+        file: Option<(PathBuf, String)>,
+        variables: Vec<(String, String)>,
+    ) -> Self {
+        let mut layers = Layers {
+            text: String::new(),
+            layers: Vec::new(),
+        };
+        layers.push(Origin::Defaults, defaults);
+        if let Some((path, text)) = file {
+            layers.push(Origin::File(path), &text);
+        }
+        for (name, value) in variables {
+            // The line is `NAME=value`: the value's stretch starts after the `=`.
+            layers.push(Origin::Variable(name.clone()), &format!("{name}={value}"));
+        }
+        layers
+    }
+
+    fn push(&mut self, origin: Origin, text: &str) {
+        let start = self.text.len();
+        self.text.push_str(text);
+        self.layers.push((origin, start..self.text.len()));
+        self.text.push('\n');
+    }
+
+    /// Every layer parsed and merged over the ones before it.
+    fn merged(&self) -> anyhow::Result<DeTable<'_>> {
+        let mut root = DeTable::new();
+        for (origin, range) in &self.layers {
+            let text = &self.text[range.clone()];
+            match origin {
+                Origin::Defaults | Origin::File(_) => {
+                    let table = DeTable::parse(text).map_err(|error| {
+                        let span = error.span().map(|span| shift(span, range.start));
+                        self.error(span, error.message(), None)
+                    })?;
+                    merge(&mut root, shifted_table(table.into_inner(), range.start));
+                }
+                Origin::Variable(name) => {
+                    let value_start = range.start + name.len() + 1;
+                    let value = &self.text[value_start..range.end];
+                    let value = DeValue::parse(value)
+                        .map(|parsed| shifted(parsed, value_start))
+                        .unwrap_or_else(|_| {
+                            Spanned::new(
+                                value_start..range.end,
+                                DeValue::String(Cow::Borrowed(value)),
+                            )
+                        });
+                    let path: Vec<String> = name[ENV_PREFIX.len()..]
+                        .split("__")
+                        .map(str::to_ascii_lowercase)
+                        .collect();
+                    let name_span = range.start..value_start - 1;
+                    set(&mut root, &path, name_span, value)
+                        .map_err(|message| self.error(Some(range.clone()), &message, None))?;
+                }
+            }
+        }
+        Ok(root)
+    }
+
+    /// An error about the text at `span`: where it lies (file, line and column, or variable),
+    /// the key of `root` there, and `message`.
+    fn error(
+        &self,
+        span: Option<Range<usize>>,
+        message: &str,
+        root: Option<&DeTable<'_>>,
+    ) -> anyhow::Error {
+        let Some(at) = span.map(|span| span.start) else {
+            return anyhow::anyhow!("invalid configuration: {message}");
+        };
+        let Some((origin, range)) = self
+            .layers
+            .iter()
+            .find(|(_, range)| range.start <= at && at <= range.end)
+        else {
+            return anyhow::anyhow!("invalid configuration: {message}");
+        };
+        let line_column = || {
+            let before = self.text.get(range.start..at).unwrap_or_default();
+            let line = before.matches('\n').count() + 1;
+            let line_start = before.rsplit('\n').next().unwrap_or_default();
+            format!("{line}:{}", line_start.chars().count() + 1)
+        };
+        let place = match origin {
+            Origin::Variable(name) => format!("the environment variable {name}"),
+            Origin::File(path) => format!("{}:{}", path.display(), line_column()),
+            Origin::Defaults => format!("the embedded defaults:{}", line_column()),
+        };
+        let key = root
+            .and_then(|root| key_at(root, at))
+            .map(|key| format!(" {key}:"))
+            .unwrap_or_default();
+        anyhow::anyhow!("invalid configuration: {place}:{key} {message}")
+    }
+}
+
+fn shift(span: Range<usize>, by: usize) -> Range<usize> {
+    span.start + by..span.end + by
+}
+
+/// `table` with every span in it moved `by` bytes on.
+fn shifted_table(table: DeTable<'_>, by: usize) -> DeTable<'_> {
+    table
+        .into_iter()
+        .map(|(key, value)| {
+            let key_span = shift(key.span(), by);
+            (Spanned::new(key_span, key.into_inner()), shifted(value, by))
+        })
+        .collect()
+}
+
+/// `value` with every span in it moved `by` bytes on.
+fn shifted(value: Spanned<DeValue<'_>>, by: usize) -> Spanned<DeValue<'_>> {
+    let span = shift(value.span(), by);
+    let value = match value.into_inner() {
+        DeValue::Table(table) => DeValue::Table(shifted_table(table, by)),
+        DeValue::Array(mut items) => {
+            for item in items.iter_mut() {
+                let placeholder = Spanned::new(0..0, DeValue::Boolean(false));
+                *item = shifted(std::mem::replace(item, placeholder), by);
+            }
+            DeValue::Array(items)
+        }
+        other => other,
+    };
+    Spanned::new(span, value)
+}
+
+/// Overlays `overlay` onto `base`: tables merge key by key, anything else replaces (key and
+/// value both, so spans point at the layer that set them).
+fn merge<'i>(base: &mut DeTable<'i>, overlay: DeTable<'i>) {
     for (key, value) in overlay {
-        match (base.get_mut(&key), value) {
-            (Some(Value::Table(existing)), Value::Table(overlay)) => merge(existing, overlay),
+        let span = value.span();
+        match (
+            base.get_mut(key.get_ref().as_ref()).map(Spanned::get_mut),
+            value.into_inner(),
+        ) {
+            (Some(DeValue::Table(existing)), DeValue::Table(overlay)) => merge(existing, overlay),
             (_, value) => {
-                base.insert(key, value);
+                base.remove(key.get_ref().as_ref());
+                base.insert(key, Spanned::new(span, value));
             }
         }
     }
 }
 
-fn set(table: &mut Table, path: &[String], value: Value) -> anyhow::Result<()> {
+/// Sets the key at `path` to `value`, creating the tables above it; `name` is the span of the
+/// variable's name, which new keys and tables point at.
+fn set<'i>(
+    table: &mut DeTable<'i>,
+    path: &[String],
+    name: Range<usize>,
+    value: Spanned<DeValue<'i>>,
+) -> Result<(), String> {
     let Some((last, parents)) = path.split_last() else {
-        bail!("the variable names no key");
+        return Err("the variable names no key".to_owned());
     };
+    let key = |key: &String| Spanned::new(name.clone(), Cow::Owned(key.clone()));
     let mut current = table;
-    for (depth, key) in parents.iter().enumerate() {
+    for (depth, parent) in parents.iter().enumerate() {
         let entry = current
-            .entry(key.clone())
-            .or_insert_with(|| Value::Table(Table::new()));
-        current = match entry {
-            Value::Table(inner) => inner,
-            _ => bail!("{} is not a table", path[..=depth].join(".")),
+            .entry(key(parent))
+            .or_insert_with(|| Spanned::new(name.clone(), DeValue::Table(DeTable::new())));
+        current = match entry.get_mut() {
+            DeValue::Table(inner) => inner,
+            _ => return Err(format!("{} is not a table", path[..=depth].join("."))),
         };
     }
-    current.insert(last.clone(), value);
+    current.remove(last.as_str());
+    current.insert(key(last), value);
     Ok(())
 }
 
-/// An environment value as TOML when it is a valid TOML value, else as a string.
-fn env_value(text: &str) -> Value {
-    format!("value = {text}")
-        .parse::<Table>()
-        .ok()
-        .and_then(|mut parsed| parsed.remove("value"))
-        .unwrap_or_else(|| Value::String(text.to_owned()))
+/// The key path (`engine.watermark.idle_timeout_ms`, `sources[1].format`) of the innermost key
+/// or value of `table` at byte `at`.
+fn key_at(table: &DeTable<'_>, at: usize) -> Option<String> {
+    table.iter().find_map(|(key, value)| {
+        let name = key.get_ref().to_string();
+        if key.span().contains(&at) {
+            return Some(name);
+        }
+        within(name, value, at)
+    })
+}
+
+/// `path`, the path of `value`, extended by the key path inside it at `at`; `None` when `at`
+/// is not in `value`.
+fn within(path: String, value: &Spanned<DeValue<'_>>, at: usize) -> Option<String> {
+    let inner = match value.get_ref() {
+        DeValue::Table(table) => key_at(table, at).map(|key| format!("{path}.{key}")),
+        DeValue::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| within(format!("{path}[{index}]"), item, at)),
+        _ => None,
+    };
+    inner.or_else(|| value.span().contains(&at).then_some(path))
 }
 
 #[cfg(test)]
@@ -102,6 +285,7 @@ mod tests {
     }
 
     #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
     struct Kafka {
         brokers: String,
         group: String,
@@ -173,11 +357,66 @@ mod tests {
             "{error:#}"
         );
 
+        let variable = "OPSLOOP_ENGINE__CHECKPOINT_INTERVAL_MS";
+        assert_eq!(
+            format!("{error:#}"),
+            format!(
+                "invalid configuration: the environment variable {variable}: \
+                 engine.checkpoint_interval_ms: invalid type: string \"soon\", expected u64"
+            )
+        );
+
         let missing = Path::new("/nonexistent/opsloop.toml");
         let error = load::<Config>(DEFAULTS, Some(missing), []).expect_err("no file");
         assert!(
             format!("{error:#}").contains("/nonexistent/opsloop.toml"),
             "{error:#}"
+        );
+    }
+
+    /// The error of loading `DEFAULTS` under a file holding `text`, and the file's path.
+    fn file_error(text: &str) -> (String, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("opsloop.toml");
+        std::fs::write(&file, text).expect("file");
+        let error = load::<Config>(DEFAULTS, Some(&file), []).expect_err("refused");
+        (format!("{error:#}"), file.display().to_string())
+    }
+
+    #[test]
+    fn a_bad_value_in_the_file_is_named_by_file_line_column_and_key() {
+        let (error, file) = file_error(
+            "[kafka]\nbrokers = \"kafka-1:9092\"\n\n[engine]\ncheckpoint_interval_ms = \"soon\"\n",
+        );
+        assert_eq!(
+            error,
+            format!(
+                "invalid configuration: {file}:5:26: engine.checkpoint_interval_ms: invalid \
+                 type: string \"soon\", expected u64"
+            )
+        );
+
+        let (error, file) = file_error("[kafka]\nbrokers = \"kafka-1:9092\"\nbrokrs = \"x\"\n");
+        assert_eq!(
+            error,
+            format!(
+                "invalid configuration: {file}:3:1: kafka.brokrs: unknown field `brokrs`, \
+                 expected `brokers` or `group`"
+            )
+        );
+
+        let (error, file) = file_error("[engine]\ndetectors = [\"sql\", 5]\n");
+        assert!(
+            error.starts_with(&format!(
+                "invalid configuration: {file}:2:21: engine.detectors[1]: invalid type: integer"
+            )),
+            "{error}"
+        );
+
+        let (error, file) = file_error("[kafka\nbrokers = 1\n");
+        assert!(
+            error.starts_with(&format!("invalid configuration: {file}:1:")),
+            "a syntax error has its place too: {error}"
         );
     }
 }

@@ -119,4 +119,26 @@ mod tests {
             "a file's sources replace the defaults'"
         );
     }
+
+    #[test]
+    fn a_bad_source_is_named_by_file_line_and_its_place_in_the_list() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("run.toml");
+        std::fs::write(
+            &file,
+            "[[sources]]\nname = \"logs\"\ntopic = \"otlp_logs\"\nformat = \"otlp_log\"\n\
+             encoding = \"otlp_json\"\ntable = \"logs\"\n",
+        )
+        .expect("write");
+        let error = layers::load::<RunConfig>(&default_config_text(), Some(&file), [])
+            .expect_err("no such format");
+        let message = format!("{error:#}");
+        assert!(
+            message.starts_with(&format!(
+                "invalid configuration: {}:4:10: sources[0].format: unknown variant `otlp_log`",
+                file.display()
+            )),
+            "{message}"
+        );
+    }
 }

@@ -5,6 +5,13 @@
 //! remediation events go to an [`Actuator`] whose target is the twin, incident versions to the
 //! same actuator (the correlator's verdicts), and its audit entries come back as inputs.
 //! Approvals are granted at once, signed with the demo's key, and the observer is told.
+//!
+//! Event time is the simulator's, which runs from a fixed date at whatever pace
+//! `--tick-delay` sets, days ahead of the wall clock or behind it; every record is stamped by
+//! that clock. So the Kafka source's future-skew check (against the wall clock) has no
+//! counterpart here: against the wall clock it would refuse a simulation that runs ahead, and
+//! against the simulator's clock it could never fire. The engine's watermark-jump report
+//! applies as in `opsloop run`.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,9 @@
 //! `opsloop sql "<query>"`: one SQL query over what the ops topics hold now.
 //!
-//! Each of `ops.alerts`, `ops.incidents`, `ops.remediation`, `ops.actions`, `ops.cycles` and
+//! The query is checked first, before any topic is read: parsed and planned against the
+//! tables' schemas (empty tables with the views over them), and refused unless it is a query —
+//! `DROP TABLE`, `INSERT`, `CREATE`, `SET` and the like have nothing to change here. Then each
+//! of `ops.alerts`, `ops.incidents`, `ops.remediation`, `ops.actions`, `ops.cycles` and
 //! `ops.forecasts` is read once, every partition from the start position up to the high
 //! watermark it had when the command began ([`scan`]), into an in-memory DataFusion table
 //! (`alerts`, `incidents`, `remediation`, `actions`, `cycles`, `forecasts`). The built-in views of `views.sql` (`incidents_latest` and the `kpi_*` views) are
@@ -16,8 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use clap::Args;
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
+use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
 use opsloop_schemas::ops::{
@@ -67,7 +74,7 @@ pub(crate) struct SqlArgs {
     /// Seconds to wait for the broker, and for a partition that stops delivering.
     #[arg(long, default_value_t = 30)]
     timeout_s: u64,
-    /// The query: any SQL statement DataFusion runs, over the tables and views below.
+    /// The query: one SQL query (SELECT, WITH ..., EXPLAIN) over the tables and views below.
     query: String,
 }
 
@@ -114,6 +121,18 @@ impl Table {
         }
     }
 
+    /// The table's schema, whatever its topic holds.
+    fn schema(self) -> SchemaRef {
+        match self {
+            Table::Alerts => scan::table_schema::<Alert>(),
+            Table::Incidents => scan::table_schema::<Incident>(),
+            Table::Remediation => scan::table_schema::<RemediationEvent>(),
+            Table::Actions => scan::table_schema::<ActionOutcome>(),
+            Table::Cycles => scan::table_schema::<CycleReport>(),
+            Table::Forecasts => scan::table_schema::<Forecast>(),
+        }
+    }
+
     fn scan(self, scanner: &Scanner, topic: &str) -> anyhow::Result<TableScan> {
         match self {
             Table::Alerts => scanner.scan::<Alert>(topic),
@@ -131,6 +150,10 @@ pub(crate) async fn run(args: SqlArgs) -> anyhow::Result<()> {
     if args.format == OutputFormat::Parquet && args.output.is_none() {
         bail!("--format parquet writes a file: name it with --output FILE");
     }
+    let query = args.query.trim();
+    // A query that cannot run fails now, not after every topic was read.
+    plan_query(&empty_session().await?, query).await?;
+
     let codec = Codec::new(args.wire_format, Arc::new(SchemaRegistry::builtin()));
     let scanner = Scanner::new(
         args.broker.kafka_config()?,
@@ -142,21 +165,10 @@ pub(crate) async fn run(args: SqlArgs) -> anyhow::Result<()> {
         .await
         .context("the topic scan stopped unexpectedly")??;
 
-    let context = opsloop_engine::detector::session_context();
-    for (table, scan) in scans {
-        let provider = MemTable::try_new(scan.schema, vec![scan.batches])
-            .with_context(|| format!("building the {} table", table.name()))?;
-        context
-            .register_table(table.name(), Arc::new(provider))
-            .with_context(|| format!("registering the {} table", table.name()))?;
-    }
-    define_views(&context).await?;
-
-    let query = args.query.trim();
-    let frame = context
-        .sql(query)
-        .await
-        .with_context(|| format!("planning the query {query:?}"))?;
+    let tables = scans
+        .into_iter()
+        .map(|(table, scan)| (table, scan.schema, scan.batches));
+    let frame = plan_query(&session(tables).await?, query).await?;
     let schema = Arc::clone(frame.schema().inner());
     let batches = frame
         .collect()
@@ -189,6 +201,52 @@ fn table_topics(pairs: &[String]) -> anyhow::Result<BTreeMap<Table, String>> {
         topics.insert(table, topic.to_owned());
     }
     Ok(topics)
+}
+
+/// A session with `tables` (each with its schema and rows) and the built-in views over them.
+async fn session(
+    tables: impl IntoIterator<Item = (Table, SchemaRef, Vec<RecordBatch>)>,
+) -> anyhow::Result<SessionContext> {
+    let context = opsloop_engine::detector::session_context();
+    for (table, schema, batches) in tables {
+        let provider = MemTable::try_new(schema, vec![batches])
+            .with_context(|| format!("building the {} table", table.name()))?;
+        context
+            .register_table(table.name(), Arc::new(provider))
+            .with_context(|| format!("registering the {} table", table.name()))?;
+    }
+    define_views(&context).await?;
+    Ok(context)
+}
+
+/// The tables with no rows and the views over them: what a query is checked against.
+async fn empty_session() -> anyhow::Result<SessionContext> {
+    session(Table::ALL.map(|table| (table, table.schema(), Vec::new()))).await
+}
+
+/// Parses and plans `query` in `context`, refusing anything but a query: a statement that
+/// would define, change or drop something (DDL, DML, `SET`) is an error, not executed.
+async fn plan_query(context: &SessionContext, query: &str) -> anyhow::Result<DataFrame> {
+    let plan = context
+        .state()
+        .create_logical_plan(query)
+        .await
+        .with_context(|| format!("the query {query:?} is invalid"))?;
+    let reads_only = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    if let Err(refused) = reads_only.verify_plan(&plan) {
+        bail!(
+            "{query:?} is not a query ({}): opsloop sql only reads the ops topics; write a \
+             SELECT (or WITH ..., EXPLAIN ...)",
+            refused.message()
+        );
+    }
+    context
+        .execute_logical_plan(plan)
+        .await
+        .with_context(|| format!("planning the query {query:?}"))
 }
 
 /// Reads every table's topic, one after the other. It blocks.
@@ -261,30 +319,52 @@ mod tests {
 
     #[tokio::test]
     async fn the_built_in_views_plan_over_empty_tables() {
-        let context = opsloop_engine::detector::session_context();
-        for table in Table::ALL {
-            let schema = match table {
-                Table::Alerts => scan::table_schema::<Alert>(),
-                Table::Incidents => scan::table_schema::<Incident>(),
-                Table::Remediation => scan::table_schema::<RemediationEvent>(),
-                Table::Actions => scan::table_schema::<ActionOutcome>(),
-                Table::Cycles => scan::table_schema::<CycleReport>(),
-                Table::Forecasts => scan::table_schema::<Forecast>(),
-            };
-            let provider = MemTable::try_new(schema, vec![vec![]]).expect("empty table");
-            context
-                .register_table(table.name(), Arc::new(provider))
-                .expect("registered");
-        }
-        define_views(&context).await.expect("the views are valid");
-        let rates = context
-            .sql("SELECT manual_intervention_rate FROM kpi_manual_intervention_rate")
-            .await
-            .expect("planned")
-            .collect()
-            .await
-            .expect("ran");
+        let context = empty_session().await.expect("the views are valid");
+        let rates = plan_query(
+            &context,
+            "SELECT manual_intervention_rate FROM kpi_manual_intervention_rate",
+        )
+        .await
+        .expect("planned")
+        .collect()
+        .await
+        .expect("ran");
         assert_eq!(rates.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
         assert!(rates[0].column(0).is_null(0), "no incidents: no rate");
+    }
+
+    #[tokio::test]
+    async fn only_queries_are_planned() {
+        let context = empty_session().await.expect("the views are valid");
+        for statement in [
+            "DROP TABLE alerts",
+            "INSERT INTO alerts SELECT * FROM alerts",
+            "CREATE TABLE copy AS SELECT * FROM alerts",
+            "CREATE VIEW mine AS SELECT 1",
+            "SET datafusion.execution.batch_size = 1",
+        ] {
+            let error = plan_query(&context, statement).await.expect_err(statement);
+            let message = format!("{error:#}");
+            assert!(
+                message.contains("is not a query") && message.contains("only reads"),
+                "{statement}: {message}"
+            );
+        }
+        assert!(
+            context.table_exist("alerts").expect("lookup"),
+            "alerts was not dropped"
+        );
+        assert!(!context.table_exist("copy").expect("lookup"));
+        for query in [
+            "SELECT count(*) FROM alerts",
+            "WITH recent AS (SELECT * FROM incidents_latest) SELECT tier FROM recent",
+            "EXPLAIN SELECT * FROM kpi_mttr",
+        ] {
+            plan_query(&context, query).await.expect(query);
+        }
+        let error = plan_query(&context, "SELECT nope FROM alerts")
+            .await
+            .expect_err("no such column");
+        assert!(format!("{error:#}").contains("nope"), "{error:#}");
     }
 }

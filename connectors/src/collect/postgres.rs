@@ -1,11 +1,12 @@
 //! PostgreSQL's own statistics as opsloop metric samples.
 //!
-//! [`PostgresCollector::connect`] opens one connection (libpq connection string or URL, TLS
-//! as libpq's `sslmode` and `sslrootcert` say: [`crate::postgres`]) and [`PostgresCollector::collect_once`] runs a handful of catalog and statistics
-//! queries, returning one [`MetricBatch`] (`source` `"postgres"`, entity by default
-//! `host:port/dbname`) with every sample stamped with the caller's `now_us`. Counters are
-//! kept between calls, so rates and deltas start with the second collection. A dropped
-//! connection is reopened at the next call; state survives it.
+//! [`PostgresCollector::connect`] opens one connection (libpq connection string or URL, TLS as
+//! libpq's `sslmode` and `sslrootcert` say: [`crate::postgres`]) and
+//! [`PostgresCollector::collect_once`] runs a handful of catalog and statistics queries,
+//! returning one [`MetricBatch`] (`source` `"postgres"`, entity by default `host:port/dbname`)
+//! with every sample stamped with the caller's `now_us`. Counters are kept between calls, so
+//! rates and deltas start with the second collection. A dropped connection is reopened at the
+//! next call; state survives it.
 //!
 //! # Metrics
 //!

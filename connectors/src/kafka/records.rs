@@ -4,10 +4,11 @@
 //! goes on; so does a record its reader refuses ([`RecordConsumer::dead_letter`]).
 //!
 //! Where reading starts ([`RecordStart`]): the group's committed offsets (a consumer group
-//! sharing the partitions, offsets committed by the reader), or every partition from some
-//! time back, the newest records with none (no group: each instance reads everything, e.g.
-//! every actuator reads the incidents' verdicts, every `opsloop run` the action outcomes). A reader that must not write (a command-line
-//! lookup) has no dead-letter writer: what does not decode is logged and skipped.
+//! sharing the partitions, offsets committed by the reader), or every partition from some time
+//! back, the newest records with none (no group: each instance reads everything, e.g. every
+//! actuator reads the incidents' verdicts, every `opsloop run` the action outcomes). A reader
+//! that must not write (a command-line lookup) has no dead-letter writer: what does not decode
+//! is logged and skipped.
 
 use std::time::Duration;
 

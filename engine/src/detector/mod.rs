@@ -14,12 +14,13 @@
 //!
 //! [`load_detectors`] plans every `*.sql` file of a directory, in name order; a broken file
 //! fails start-up with DataFusion's error and the file's path, and so does one whose output
-//! rows could not become alerts (no string `entity` column, a `score` that is not a number). [`DetectorPlan`] finds the one
-//! aggregate of the logical plan and the one window call in its `GROUP BY` (`tumble(width)`,
-//! `hop(slide, width)` with the width a multiple of the slide, or `session(gap)`, all with
-//! literal intervals), turns the `WHERE`, the group keys and the aggregate arguments into
-//! physical expressions, and keeps the part above the aggregate (`SELECT` list, `HAVING`,
-//! `ORDER BY`, `LIMIT`) as physical expressions too. Nothing is re-planned at run time.
+//! rows could not become alerts (no string `entity` column, a `score` that is not a number).
+//! [`DetectorPlan`] finds the one aggregate of the logical plan and the one window call in its
+//! `GROUP BY` (`tumble(width)`, `hop(slide, width)` with the width a multiple of the slide, or
+//! `session(gap)`, all with literal intervals), turns the `WHERE`, the group keys and the
+//! aggregate arguments into physical expressions, and keeps the part above the aggregate
+//! (`SELECT` list, `HAVING`, `ORDER BY`, `LIMIT`) as physical expressions too. Nothing is
+//! re-planned at run time.
 //!
 //! # Evaluating, per micro-batch and per window
 //!

@@ -25,12 +25,7 @@ pub(crate) async fn run(args: ActuateArgs) -> anyhow::Result<()> {
         print!("{DEFAULT_CONFIG}");
         return Ok(());
     }
-    let mut config: ActuateConfig = load_layered(DEFAULT_CONFIG, args.config.as_deref())?;
-    // librdkafka properties from the environment are text as written (a password `1e5`).
-    config
-        .kafka
-        .properties
-        .extend(super::broker::env_properties(std::env::vars()));
+    let config: ActuateConfig = load_layered(DEFAULT_CONFIG, args.config.as_deref())?;
     let service = ActuateService::start(config.clone()).await?;
     println!("metrics on http://{}/metrics", service.metrics_address());
     println!(

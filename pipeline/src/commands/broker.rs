@@ -44,9 +44,9 @@ impl BrokerArgs {
 }
 
 /// The `OPSLOOP_KAFKA__PROPERTIES__<KEY>` variables of `env` as `[kafka.properties]` keys
-/// (lower case, underscores) and their values as written: `opsloop run` and `actuate` lay them
-/// over what their configuration loader made of them, which reads `1e5` as a number.
-pub(crate) fn env_properties(
+/// (lower case, underscores) and their values as written, for the commands without a
+/// configuration file (`opsloop run` and `actuate` read them through their configuration).
+fn env_properties(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> impl Iterator<Item = (String, String)> {
     env.into_iter().filter_map(|(name, value)| {

@@ -25,12 +25,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         print!("{}", default_config_text());
         return Ok(());
     }
-    let mut config = load_run(args.config.as_deref())?;
-    // librdkafka properties from the environment are text as written (a password `1e5`).
-    config
-        .kafka
-        .properties
-        .extend(super::broker::env_properties(std::env::vars()));
+    let config = load_run(args.config.as_deref())?;
     let run = KafkaRun::start(&config).await?;
     println!("metrics on http://{}/metrics", run.metrics_address());
     let totals = run.run(signals::terminate()).await?;

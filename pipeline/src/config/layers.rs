@@ -4,7 +4,8 @@
 //! An environment variable names a key path with double underscores between levels and is
 //! matched case-insensitively: `OPSLOOP_KAFKA__BROKERS=kafka-1:9092` sets `kafka.brokers`,
 //! `OPSLOOP_ENGINE__WATERMARK__IDLE_TIMEOUT_MS=60000` sets `engine.watermark.idle_timeout_ms`.
-//! Values are read as TOML (`5`, `true`, `[1, 2]`) when they parse as such, else as strings.
+//! Values are read as TOML (`5`, `true`, `[1, 2]`) when they parse as such, else as strings;
+//! librdkafka properties (`OPSLOOP_KAFKA__PROPERTIES__<KEY>`) are always strings as written.
 //! Variables without a double underscore (`OPSLOOP_LOG`, `OPSLOOP_BROKERS`) are not config keys.
 //!
 //! An error says where the bad value came from: `FILE:LINE:COLUMN` and the key for the file
@@ -20,6 +21,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use opsloop_runtime::config::KAFKA_PROPERTY_ENV_PREFIX;
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, Deserializer};
@@ -111,9 +113,15 @@ impl Layers {
                 Origin::Variable(name) => {
                     let value_start = range.start + name.len() + 1;
                     let value = &self.text[value_start..range.end];
-                    let value = DeValue::parse(value)
+                    // A librdkafka property is text as written (a password `1e5`).
+                    let as_toml = !name
+                        .to_ascii_uppercase()
+                        .starts_with(KAFKA_PROPERTY_ENV_PREFIX);
+                    let value = as_toml
+                        .then(|| DeValue::parse(value).ok())
+                        .flatten()
                         .map(|parsed| shifted(parsed, value_start))
-                        .unwrap_or_else(|_| {
+                        .unwrap_or_else(|| {
                             Spanned::new(
                                 value_start..range.end,
                                 DeValue::String(Cow::Borrowed(value)),

@@ -69,6 +69,20 @@ mod tests {
     }
 
     #[test]
+    fn kafka_properties_from_the_environment_are_text_as_written() {
+        let env = [
+            ("OPSLOOP_KAFKA__PROPERTIES__SASL_PASSWORD", "1e5"),
+            ("OPSLOOP_KAFKA__PROPERTIES__LINGER_MS", "007"),
+        ]
+        .map(|(name, value)| (name.to_owned(), value.to_owned()));
+        let config: RunConfig = layers::load(&default_config_text(), None, env).expect("valid");
+        let kafka = config.kafka.kafka_config();
+        let property = |key: &str| kafka.properties.get(key).map(String::as_str);
+        assert_eq!(property("sasl.password"), Some("1e5"));
+        assert_eq!(property("linger.ms"), Some("007"));
+    }
+
+    #[test]
     fn notifications_and_correlator_settings_come_from_the_environment() {
         let env = [
             (

@@ -1,18 +1,18 @@
 //! [`Correlator`]: alerts and event time in, incident versions and notifications out.
 //!
-//! Alerts join a group (equal `group_by` label values). An alert whose type is already a member
-//! type of an open incident of its group (or belongs to the pattern of one) joins it at once;
-//! any other waits in the group's pending set. Changes go out in flushes, as in Alertmanager: a
-//! new group's first flush comes `group_wait` after its first alert, later ones at least
-//! `group_interval` apart. Two kinds of alert do not wait for that rhythm: one no open incident
-//! would take is flushed `group_wait` after its own window, so an unrelated problem of the same
-//! database is not held back by a noisy incident; one whose severity reaches T1 is flushed at
-//! once when it opens an incident or raises one to T1. A flush first lets pending alerts join
-//! open incidents, then matches patterns over the pending alerts and the open standalone
-//! incidents (a standalone incident whose type completes a pattern is promoted, keeping its
-//! id), then opens one standalone incident per remaining alert type, then publishes a version
-//! of every changed incident. An incident resolves `resolve_after_windows` window steps after
-//! its last alert; resolutions and acknowledgements publish at once.
+//! Alerts join a group (equal `group_by` label values). A new alert waits in the group's
+//! pending set; a flush lets it join the open incident that holds its type (or whose pattern
+//! names it). Changes go out in flushes, as in Alertmanager: a new group's first flush comes
+//! `group_wait` after its first alert, later ones at least `group_interval` apart. Two kinds of
+//! alert do not wait for that rhythm: one no open incident would take is flushed `group_wait`
+//! after its own window, so an unrelated problem of the same database is not held back by a
+//! noisy incident; one whose severity reaches T1 is flushed at once when it opens an incident
+//! or raises one to T1. A flush first lets pending alerts join open incidents, then matches
+//! patterns over the pending alerts and the open standalone incidents (a standalone incident
+//! whose type completes a pattern is promoted, keeping its id), then opens one standalone
+//! incident per remaining alert type, then publishes a version of every changed incident. An
+//! incident resolves `resolve_after_windows` window steps after its last alert; resolutions and
+//! acknowledgements publish at once.
 //!
 //! The clock is event time: [`Correlator::advance`] with the engine's watermark. Every
 //! action happens at its due time, not at the time `advance` was called, so the versions
